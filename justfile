@@ -1,0 +1,41 @@
+# meshsim recipes; `just --list` shows this help.
+
+python := ".venv/bin/python"
+
+# Lint, type check and run the tests (the full local gate)
+default: lint typecheck test
+
+# Create the virtual environment with the development tools
+setup:
+    python3 -m venv .venv
+    .venv/bin/pip install -q -e '.[dev]'
+
+# Run the tests; arguments go to pytest (e.g. `just test -k pickers`)
+test *args:
+    {{python}} -m pytest {{args}}
+
+# Lint and check formatting with ruff
+lint:
+    {{python}} -m ruff check meshsim tests benchmarks
+    {{python}} -m ruff format --check meshsim tests benchmarks
+
+# Format the code with ruff
+fmt:
+    {{python}} -m ruff format meshsim tests benchmarks
+    {{python}} -m ruff check --fix meshsim tests benchmarks
+
+# Type check with mypy (strict)
+typecheck:
+    {{python}} -m mypy
+
+# Run the benchmarks (simulator throughput against SimPy); figures go in docs/benchmarks.md
+bench *args:
+    {{python}} benchmarks/sim_throughput.py {{args}}
+
+# Run a scenario (default: the failover scenario)
+run scenario="scenarios/failover.toml" *args:
+    .venv/bin/meshsim run {{scenario}} {{args}}
+
+# Check every shipped scenario file
+validate:
+    .venv/bin/meshsim validate scenarios/*.toml

@@ -1,0 +1,24 @@
+"""The `meshsim` command: a click group whose commands live one per module."""
+
+from __future__ import annotations
+
+import click
+
+from meshsim import __version__
+from meshsim.cli.app import Application
+from meshsim.cli.run import run
+from meshsim.cli.validate import validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="meshsim")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Simulate and run gRPC service meshes: load balancing, health checks and failures."""
+    ctx.obj = Application()
+
+
+main.add_command(run)
+main.add_command(validate)
+
+__all__ = ["main"]

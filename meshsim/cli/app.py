@@ -1,0 +1,26 @@
+"""The application object every command receives: one console, a few semantic outputs."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console, RenderableType
+
+
+class Application:
+    def __init__(self) -> None:
+        self.console = Console(highlight=False)
+        self.errors = Console(stderr=True, highlight=False)
+
+    def display(self, renderable: RenderableType) -> None:
+        self.console.print(renderable)
+
+    def display_error(self, message: str) -> None:
+        self.errors.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+    def display_success(self, message: str) -> None:
+        self.console.print(f"[bold green]{message}[/]")
+
+    @property
+    def interactive(self) -> bool:
+        return self.console.is_terminal and sys.stdout.isatty()

@@ -1,0 +1,70 @@
+"""`meshsim run SCENARIO`: simulate a scenario in virtual time, print the report, judge it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import click
+
+from meshsim.cli.app import Application
+
+
+@click.command()
+@click.argument("scenario_path", metavar="SCENARIO", type=click.Path(dir_okay=False))
+@click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the JSON report here (- for stdout).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no report, only the verdict.")
+@click.pass_obj
+def run(app: Application, scenario_path: str, seed: int | None, json_path: str | None, quiet: bool) -> None:
+    """Run SCENARIO deterministically; exit 0 when its assertions pass, 1 when one fails, 2 on bad input."""
+    from meshsim.cli.progress import VirtualTimeProgress
+    from meshsim.cli.render import render_report
+    from meshsim.core.scenario import Scenario, ScenarioError
+    from meshsim.sim.runner import run_scenario
+
+    try:
+        scenario = Scenario.from_toml(scenario_path)
+    except ScenarioError as error:
+        app.display_error(str(error))
+        raise SystemExit(2) from None
+    if seed is not None:
+        scenario = scenario.with_seed(seed)
+
+    progress = None if quiet or not app.interactive else VirtualTimeProgress(app.console, scenario.duration)
+    started = time.monotonic()
+    try:
+        report = run_scenario(scenario, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    wall = time.monotonic() - started
+
+    if json_path == "-":
+        click.echo(report.to_json(), nl=False)
+    elif json_path is not None:
+        try:
+            Path(json_path).write_text(report.to_json(), encoding="utf-8")
+        except OSError as error:
+            app.display_error(f"{json_path}: cannot write the JSON report: {error.strerror or error}")
+            raise SystemExit(2) from None
+
+    show = app.console if json_path != "-" else app.errors
+    if not quiet:
+        show.print(render_report(report, wall_seconds=wall))
+    failed = [a for a in report.assertions if not a.passed]
+    if failed:
+        command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}"
+        for result in failed:
+            show.print(
+                f"[bold red]FAILED[/] {result.config.name}: observed {_observed(result.observed)}, "
+                f"expected {result.expected}"
+            )
+        show.print(f"reproduce with: [bold]{command}[/]")
+        raise SystemExit(1)
+    show.print(f"[bold green]PASSED[/] {scenario.name} (seed {scenario.seed}, {len(report.assertions)} assertion(s))")
+
+
+def _observed(value: float) -> str:
+    return "nothing (no calls in scope)" if value != value else f"{value:.6g}"

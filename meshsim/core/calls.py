@@ -1,0 +1,34 @@
+"""What a call is, independent of whether a simulator or a real channel carries it."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class Pattern(enum.Enum):
+    """The four gRPC call shapes."""
+
+    UNARY = "unary"
+    SERVER_STREAM = "server_stream"
+    CLIENT_STREAM = "client_stream"
+    BIDI = "bidi"
+
+
+@attrs.frozen
+class CallSpec:
+    """One call a client makes: what it sends, where, and how long it may take.
+
+    `deadline` is relative (seconds from the call's start), as a gRPC client sets a
+    timeout; None means no deadline. `messages` counts the streamed messages
+    (requests for client streaming, responses for server streaming, exchanges for
+    bidi; 1 for unary). `key` feeds consistent hashing.
+    """
+
+    client: str
+    service: str
+    pattern: Pattern = Pattern.UNARY
+    key: str | None = None
+    deadline: float | None = None
+    messages: int = 1

@@ -1,0 +1,170 @@
+"""The scenario model: what a scenario file describes, validated and frozen."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import attrs
+
+from meshsim.core.calls import Pattern
+from meshsim.core.distributions import Distribution
+from meshsim.core.health import HealthConfig
+from meshsim.core.pickers import BalancerConfig
+from meshsim.core.status import HealthStatus, StatusCode
+
+SCHEMA = "meshsim/v1"
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; the message names the file and the key path."""
+
+
+@attrs.frozen
+class ServiceConfig:
+    name: str
+    replicas: int
+    latency: Distribution
+    message_latency: Distribution
+    error_rate: float = 0.0
+    error_status: StatusCode = StatusCode.UNAVAILABLE
+    capacity: int | None = None
+    queue_limit: int | None = None
+    weights: tuple[int, ...] = ()
+    probe_latency: float = 0.001
+
+    def replica_name(self, index: int) -> str:
+        return f"{self.name}/{index}"
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return tuple(self.replica_name(i) for i in range(self.replicas))
+
+
+@attrs.frozen
+class KeyDistribution:
+    """Hash keys a client's calls carry: `uniform` or `zipf` over `count` keys."""
+
+    kind: str
+    count: int
+    exponent: float = 1.0
+
+
+@attrs.frozen
+class ClientConfig:
+    """Open loop (`rate`, Poisson arrivals) or closed loop (`concurrency` workers)."""
+
+    name: str
+    target: str
+    rate: float | None
+    concurrency: int | None
+    think_time: float = 0.0
+    deadline: float | None = None
+    start: float = 0.0
+    stop: float | None = None
+    mix: tuple[tuple[Pattern, float], ...] = ((Pattern.UNARY, 1.0),)
+    messages: int = 10
+    keys: KeyDistribution | None = None
+
+
+class FaultAction(enum.Enum):
+    KILL = "kill"
+    LATENCY = "latency"
+    ERRORS = "errors"
+    BLACKHOLE = "blackhole"
+    HEALTH = "health"
+    PARTITION = "partition"
+
+
+@attrs.frozen
+class FaultConfig:
+    """One timed fault. `target` is a replica (`api/1`) or a whole service (`api`)."""
+
+    index: int
+    at: float
+    duration: float | None
+    action: FaultAction
+    target: str
+    add: float = 0.0
+    multiply: float = 1.0
+    rate: float = 0.0
+    status: StatusCode = StatusCode.UNAVAILABLE
+    health: HealthStatus = HealthStatus.NOT_SERVING
+    client: str | None = None
+
+    def describe(self) -> str:
+        action = self.action
+        if action is FaultAction.LATENCY:
+            parts = []
+            if self.add:
+                parts.append(f"+{self.add * 1e3:g}ms")
+            if self.multiply != 1.0:
+                parts.append(f"x{self.multiply:g}")
+            return " ".join(parts)
+        if action is FaultAction.ERRORS:
+            return f"{self.rate:.0%} {self.status.name}"
+        if action is FaultAction.HEALTH:
+            return self.health.value
+        if action is FaultAction.PARTITION:
+            return f"from client {self.client}"
+        return ""
+
+
+LATENCY_METRICS = {
+    "latency.p50": 50.0,
+    "latency.p90": 90.0,
+    "latency.p99": 99.0,
+    "latency.p999": 99.9,
+}
+METRICS = ("success_rate", "requests", "errors", *LATENCY_METRICS, "latency.mean", "latency.max")
+OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
+SCOPES = ("run", "service", "replica", "client")
+
+
+@attrs.frozen
+class AssertionConfig:
+    """`metric op value` over calls started in `window` (whole run when None), within `scope`."""
+
+    name: str
+    metric: str
+    op: str
+    value: float
+    scope: str = "run"
+    scope_name: str | None = None
+    window: tuple[float, float] | None = None
+
+    @property
+    def scope_label(self) -> str:
+        return self.scope if self.scope_name is None else f"{self.scope}:{self.scope_name}"
+
+
+@attrs.frozen
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    seed: int
+    duration: float
+    drain: float
+    services: tuple[ServiceConfig, ...]
+    balancer: BalancerConfig
+    health: HealthConfig
+    clients: tuple[ClientConfig, ...]
+    faults: tuple[FaultConfig, ...]
+    assertions: tuple[AssertionConfig, ...]
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        # The loader imports this module's classes, so it is imported on use.
+        from meshsim.core.scenario_loader import load_scenario  # noqa: PLC0415
+
+        return load_scenario(Path(path))
+
+    def service(self, name: str) -> ServiceConfig:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def with_seed(self, seed: int) -> Scenario:
+        return attrs.evolve(self, seed=seed)

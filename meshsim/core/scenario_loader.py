@@ -1,0 +1,544 @@
+"""Reads a scenario TOML file into the frozen model, or fails with one line naming the key.
+
+Every key is checked: unknown keys are errors (with a suggestion), never ignored,
+because a misspelt `unhealthy_treshold` silently falling back to a default is
+exactly the kind of surprise meshsim exists to prevent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import attrs
+
+from meshsim.core.calls import Pattern
+from meshsim.core.distributions import (
+    Constant,
+    Distribution,
+    Empirical,
+    Exponential,
+    LogNormal,
+    Normal,
+    Uniform,
+)
+from meshsim.core.health import HealthConfig
+from meshsim.core.pickers import POLICIES, BalancerConfig
+from meshsim.core.scenario import (
+    LATENCY_METRICS,
+    METRICS,
+    OPERATORS,
+    SCHEMA,
+    SCOPES,
+    AssertionConfig,
+    ClientConfig,
+    FaultAction,
+    FaultConfig,
+    KeyDistribution,
+    Scenario,
+    ScenarioError,
+    ServiceConfig,
+)
+from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.core.units import format_duration, parse_duration
+
+_MISSING: Any = object()
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "a table",
+    list: "an array",
+}
+
+
+def _type_name(value: object) -> str:
+    for kind, name in _TYPE_NAMES.items():
+        if type(value) is kind:
+            return name
+    return type(value).__name__
+
+
+class _Table:
+    """A TOML table plus where it sits in the file, handing out typed, checked values."""
+
+    def __init__(self, file: Path, data: dict[str, Any], keypath: str = "") -> None:
+        self.file = file
+        self.data = data
+        self.keypath = keypath
+        self._read: set[str] = set()
+
+    def path_of(self, key: str) -> str:
+        return f"{self.keypath}.{key}" if self.keypath else key
+
+    def fail(self, key: str | None, message: str) -> NoReturn:
+        where = self.path_of(key) if key is not None else (self.keypath or "top level")
+        raise ScenarioError(f"{self.file}: {where}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self._read.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            self.fail(key, "is required")
+        return default
+
+    def string(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"expected a non-empty string, got {_type_name(value)} {value!r}")
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if type(value) is not int:
+            self.fail(key, f"expected an integer, got {_type_name(value)} {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(
+        self,
+        key: str,
+        default: Any = _MISSING,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        above: float | None = None,
+    ) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if type(value) not in (int, float) or not math.isfinite(value):
+            self.fail(key, f"expected a number, got {_type_name(value)} {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            self.fail(key, f"must be at most {maximum:g}, got {value:g}")
+        if above is not None and value <= above:
+            self.fail(key, f"must be greater than {above:g}, got {value:g}")
+        return float(value)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if type(value) is not bool:
+            self.fail(key, f"expected true or false, got {_type_name(value)} {value!r}")
+        return value
+
+    def duration(self, key: str, default: Any = _MISSING, positive: bool = False) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        return self.convert_duration(key, value, positive)
+
+    def convert_duration(self, key: str, value: object, positive: bool = False) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            self.fail(key, f'expected a duration like "10s", got {value!r}')
+        if positive and seconds <= 0:
+            self.fail(key, f"must be greater than 0s, got {value!r}")
+        return seconds
+
+    def choice(self, key: str, options: Iterable[str], default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        options = tuple(options)
+        if value not in options:
+            self.fail(key, f"expected one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def status(self, key: str, default: StatusCode) -> StatusCode:
+        value = self.raw(key, default)
+        if isinstance(value, StatusCode):
+            return value
+        try:
+            return StatusCode.parse(str(value))
+        except ValueError:
+            self.fail(key, f'expected a gRPC status code like "UNAVAILABLE", got {value!r}')
+
+    def table(self, key: str, default: Any = _MISSING) -> Any:
+        value = self.raw(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {_type_name(value)} {value!r}")
+        return _Table(self.file, value, self.path_of(key))
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self.raw(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.fail(key, f"expected [[{key}]] tables, got {_type_name(value)}")
+        return [_Table(self.file, v, f"{self.path_of(key)}[{i}]") for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        """Fail on the first key nobody asked for."""
+        for key in self.data:
+            if key not in self._read:
+                hint = difflib.get_close_matches(key, sorted(self._read), n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.fail(key, f"unknown key{suggestion}")
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(f"{path}: cannot read: {error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    return _build(_Table(path, data))
+
+
+def _build(top: _Table) -> Scenario:
+    schema = top.raw("schema", _MISSING) if top.has("schema") else None
+    if schema != SCHEMA:
+        top.fail("schema", f'expected "{SCHEMA}", got {schema!r}')
+    name = top.string("name", top.file.stem)
+    description = top.string("description", "")
+    seed = top.integer("seed", 1, minimum=0)
+    duration = top.duration("duration", positive=True)
+    drain = top.duration("drain", 10.0)
+
+    services = tuple(_service(t) for t in top.tables("service"))
+    if not services:
+        top.fail("service", "a scenario needs at least one [[service]]")
+    _unique(top, "service", [s.name for s in services])
+
+    balancer = _balancer(top.table("balancer", None))
+    health = _health(top.table("health", None))
+
+    service_names = [s.name for s in services]
+    clients = tuple(_client(t, service_names, duration) for t in top.tables("client"))
+    if not clients:
+        top.fail("client", "a scenario needs at least one [[client]] to send calls")
+    _unique(top, "client", [c.name for c in clients])
+
+    faults = tuple(
+        _fault(t, i, services, [c.name for c in clients], duration) for i, t in enumerate(top.tables("fault"))
+    )
+    assertions = tuple(
+        _assertion(t, i, services, [c.name for c in clients], duration) for i, t in enumerate(top.tables("assert"))
+    )
+    top.done()
+    return Scenario(
+        path=top.file,
+        name=name,
+        description=description,
+        seed=seed,
+        duration=duration,
+        drain=drain,
+        services=services,
+        balancer=balancer,
+        health=health,
+        clients=clients,
+        faults=faults,
+        assertions=assertions,
+    )
+
+
+def _unique(top: _Table, key: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            _Table(top.file, {}, f"{key}[{index}]").fail("name", f"duplicate name {name!r}")
+        seen.add(name)
+
+
+def _service(table: _Table) -> ServiceConfig:
+    name = table.string("name")
+    if "/" in name or ":" in name:
+        table.fail("name", f"must not contain '/' or ':', got {name!r}")
+    replicas = table.integer("replicas", 1, minimum=1)
+    latency = _distribution(table, "latency", Constant(0.010))
+    message_latency = _distribution(table, "message_latency", Constant(0.0))
+    error_rate = table.number("error_rate", 0.0, minimum=0.0, maximum=1.0)
+    error_status = table.status("error_status", StatusCode.UNAVAILABLE)
+    capacity = table.integer("capacity", None, minimum=1)
+    queue_limit = table.integer("queue_limit", None, minimum=0)
+    if queue_limit is not None and capacity is None:
+        table.fail("queue_limit", "needs capacity: without a capacity nothing ever queues")
+    weights: tuple[int, ...]
+    if table.has("weights"):
+        raw = table.raw("weights")
+        if not isinstance(raw, list) or not all(type(w) is int and w >= 0 for w in raw):
+            table.fail("weights", f"expected an array of non-negative integers, got {raw!r}")
+        if len(raw) != replicas:
+            table.fail("weights", f"has {len(raw)} entries for {replicas} replicas")
+        weights = tuple(raw)
+        if table.has("weight"):
+            table.fail("weight", "give either weight or weights, not both")
+    else:
+        weight = table.integer("weight", 1, minimum=0)
+        weights = (weight,) * replicas
+    probe_latency = table.duration("probe_latency", 0.001)
+    table.done()
+    return ServiceConfig(
+        name=name,
+        replicas=replicas,
+        latency=latency,
+        message_latency=message_latency,
+        error_rate=error_rate,
+        error_status=error_status,
+        capacity=capacity,
+        queue_limit=queue_limit,
+        weights=weights,
+        probe_latency=probe_latency,
+    )
+
+
+DISTRIBUTIONS = ("constant", "uniform", "exponential", "normal", "lognormal", "empirical")
+
+
+def _distribution(parent: _Table, key: str, default: Distribution) -> Distribution:
+    if not parent.has(key):
+        parent.raw(key, None)
+        return default
+    value = parent.raw(key)
+    if not isinstance(value, dict):
+        return Constant(parent.convert_duration(key, value))
+    table = _Table(parent.file, value, parent.path_of(key))
+    kind = table.choice("dist", DISTRIBUTIONS)
+    result: Distribution
+    if kind == "constant":
+        result = Constant(table.duration("value"))
+    elif kind == "uniform":
+        low, high = table.duration("low"), table.duration("high")
+        if high < low:
+            table.fail("high", f"must not be below low ({format_duration(low)})")
+        result = Uniform(low, high)
+    elif kind == "exponential":
+        result = Exponential(table.duration("mean"))
+    elif kind == "normal":
+        result = Normal(table.duration("mean"), table.duration("stddev"))
+    elif kind == "lognormal":
+        result = LogNormal(table.duration("median", positive=True), table.number("sigma", minimum=0.0))
+    else:
+        result = _empirical(table)
+    table.done()
+    return result
+
+
+def _empirical(table: _Table) -> Empirical:
+    raw_bounds = table.raw("bounds")
+    raw_weights = table.raw("weights")
+    if not isinstance(raw_bounds, list) or not raw_bounds:
+        table.fail("bounds", "expected a non-empty array of durations (bucket upper edges)")
+    bounds = tuple(table.convert_duration(f"bounds[{i}]", b) for i, b in enumerate(raw_bounds))
+    if any(b <= a for a, b in itertools.pairwise(bounds)):
+        table.fail("bounds", "must be strictly increasing")
+    if not isinstance(raw_weights, list) or len(raw_weights) != len(bounds):
+        table.fail("weights", f"expected an array of {len(bounds)} numbers, one per bucket")
+    if not all(type(w) in (int, float) and w >= 0 for w in raw_weights) or sum(raw_weights) <= 0:
+        table.fail("weights", "must be non-negative numbers with a positive sum")
+    return Empirical(bounds, tuple(float(w) for w in raw_weights))
+
+
+def _balancer(table: _Table | None) -> BalancerConfig:
+    if table is None:
+        return BalancerConfig()
+    config = BalancerConfig(
+        policy=table.choice("policy", POLICIES, "round_robin"),
+        ring_size=table.integer("ring_size", 1024, minimum=1),
+        choices=table.integer("choices", 2, minimum=1),
+    )
+    table.done()
+    return config
+
+
+def _health(table: _Table | None) -> HealthConfig:
+    if table is None:
+        return HealthConfig()
+    config = HealthConfig(
+        enabled=table.boolean("enabled", True),
+        interval=table.duration("interval", 1.0, positive=True),
+        timeout=table.duration("timeout", 0.5, positive=True),
+        unhealthy_threshold=table.integer("unhealthy_threshold", 3, minimum=1),
+        healthy_threshold=table.integer("healthy_threshold", 2, minimum=1),
+        jitter=table.number("jitter", 0.0, minimum=0.0, maximum=1.0),
+        service=table.string("service", None),
+    )
+    table.done()
+    return config
+
+
+def _client(table: _Table, services: list[str], duration: float) -> ClientConfig:
+    name = table.string("name")
+    if len(services) == 1:
+        target = table.choice("target", services, services[0])
+    else:
+        target = table.choice("target", services)
+    rate = table.number("rate", None, above=0.0)
+    concurrency = table.integer("concurrency", None, minimum=1)
+    if (rate is None) == (concurrency is None):
+        table.fail(None, "give exactly one of rate (open loop, calls/s) or concurrency (closed loop)")
+    think_time = table.duration("think_time", 0.0)
+    if think_time and rate is not None:
+        table.fail("think_time", "only applies to a closed-loop client (concurrency)")
+    deadline = table.duration("deadline", None, positive=True)
+    start = table.duration("start", 0.0)
+    stop = table.duration("stop", None)
+    if start >= duration:
+        table.fail("start", f"{format_duration(start)} is not before the end of the run")
+    if stop is not None and not start < stop <= duration:
+        table.fail("stop", f"must be after start and at most the duration ({format_duration(duration)})")
+    mix: tuple[tuple[Pattern, float], ...] = ((Pattern.UNARY, 1.0),)
+    patterns = table.table("patterns", None)
+    if patterns is not None:
+        entries = []
+        for pattern in Pattern:
+            weight = patterns.number(pattern.value, 0.0, minimum=0.0)
+            if weight > 0:
+                entries.append((pattern, weight))
+        patterns.done()
+        if not entries:
+            table.fail("patterns", "needs at least one pattern with a positive weight")
+        mix = tuple(entries)
+    messages = table.integer("messages", 10, minimum=1)
+    keys = None
+    keys_table = table.table("keys", None)
+    if keys_table is not None:
+        kind = keys_table.choice("dist", ("uniform", "zipf"))
+        count = keys_table.integer("count", minimum=1)
+        exponent = keys_table.number("exponent", 1.0, above=0.0) if kind == "zipf" else 1.0
+        keys_table.done()
+        keys = KeyDistribution(kind, count, exponent)
+    table.done()
+    return ClientConfig(
+        name=name,
+        target=target,
+        rate=rate,
+        concurrency=concurrency,
+        think_time=think_time,
+        deadline=deadline,
+        start=start,
+        stop=stop,
+        mix=mix,
+        messages=messages,
+        keys=keys,
+    )
+
+
+_FAULT_PARAMS = {
+    FaultAction.KILL: (),
+    FaultAction.LATENCY: ("add", "multiply"),
+    FaultAction.ERRORS: ("rate", "status"),
+    FaultAction.BLACKHOLE: (),
+    FaultAction.HEALTH: ("status",),
+    FaultAction.PARTITION: ("client",),
+}
+
+
+def _fault(
+    table: _Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
+) -> FaultConfig:
+    at = table.duration("at")
+    if at >= duration:
+        table.fail("at", f"{format_duration(at)} is not before the end of the run ({format_duration(duration)})")
+    length = table.duration("for", None, positive=True)
+    action = FaultAction(table.choice("action", [a.value for a in FaultAction]))
+    target = table.string("target")
+    _check_target(table, "target", target, services)
+    allowed = _FAULT_PARAMS[action]
+    for key in ("add", "multiply", "rate", "status", "client"):
+        if table.has(key) and key not in allowed:
+            table.fail(key, f"does not apply to a {action.value} fault")
+    fault = FaultConfig(index=index, at=at, duration=length, action=action, target=target)
+    if action is FaultAction.LATENCY:
+        add = table.duration("add", 0.0)
+        multiply = table.number("multiply", 1.0, minimum=0.0)
+        if add == 0.0 and multiply == 1.0:
+            table.fail(None, "a latency fault needs add (a duration) or multiply (a factor)")
+        fault = _evolve(fault, add=add, multiply=multiply)
+    elif action is FaultAction.ERRORS:
+        rate = table.number("rate", above=0.0, maximum=1.0)
+        status = table.status("status", StatusCode.UNAVAILABLE)
+        if status is StatusCode.OK:
+            table.fail("status", "an injected error cannot be OK")
+        fault = _evolve(fault, rate=rate, status=status)
+    elif action is FaultAction.HEALTH:
+        health = table.choice("status", ("NOT_SERVING", "SERVICE_UNKNOWN"), "NOT_SERVING")
+        fault = _evolve(fault, health=HealthStatus(health))
+    elif action is FaultAction.PARTITION:
+        fault = _evolve(fault, client=table.choice("client", clients))
+    table.done()
+    return fault
+
+
+def _evolve(fault: FaultConfig, **changes: Any) -> FaultConfig:
+    return attrs.evolve(fault, **changes)
+
+
+def _check_target(table: _Table, key: str, target: str, services: tuple[ServiceConfig, ...]) -> None:
+    replicas = {name for s in services for name in s.replica_names}
+    names = {s.name for s in services}
+    if target not in names and target not in replicas:
+        known = ", ".join(sorted(names)) + "; replicas like " + services[0].replica_name(0)
+        table.fail(key, f"no service or replica named {target!r} (services: {known})")
+
+
+def _assertion(
+    table: _Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
+) -> AssertionConfig:
+    metric = table.choice("metric", METRICS)
+    op = table.choice("op", OPERATORS)
+    if metric in LATENCY_METRICS or metric.startswith("latency."):
+        raw = table.raw("value")
+        # Latency metrics are reported in milliseconds; a duration string is clearer still.
+        if isinstance(raw, str):
+            value = table.convert_duration("value", raw) * 1e3
+        else:
+            value = table.number("value", minimum=0.0)
+    else:
+        value = table.number("value")
+    scope_text = table.string("scope", "run")
+    kind, _, scope_name = scope_text.partition(":")
+    if kind not in SCOPES or (kind == "run") != (scope_name == ""):
+        table.fail("scope", f'expected "run", "service:NAME", "replica:NAME/N" or "client:NAME", got {scope_text!r}')
+    if kind == "service" and scope_name not in {s.name for s in services}:
+        table.fail("scope", f"no service named {scope_name!r}")
+    if kind == "replica" and scope_name not in {r for s in services for r in s.replica_names}:
+        table.fail("scope", f"no replica named {scope_name!r}")
+    if kind == "client" and scope_name not in clients:
+        table.fail("scope", f"no client named {scope_name!r}")
+    window = None
+    if table.has("window"):
+        raw_window = table.raw("window")
+        if not isinstance(raw_window, list) or len(raw_window) != 2:
+            table.fail("window", f'expected ["FROM", "TO"], got {raw_window!r}')
+        low = table.convert_duration("window[0]", raw_window[0])
+        high = table.convert_duration("window[1]", raw_window[1])
+        if not low < high <= duration:
+            table.fail("window", f"needs FROM < TO <= duration ({format_duration(duration)})")
+        window = (low, high)
+    default_name = f"{metric} {op} {value:g}" + ("" if kind == "run" else f" [{scope_text}]")
+    name = table.string("name", default_name)
+    table.done()
+    return AssertionConfig(
+        name=name,
+        metric=metric,
+        op=op,
+        value=value,
+        scope=kind,
+        scope_name=scope_name or None,
+        window=window,
+    )

@@ -1,0 +1,152 @@
+"""Load generators: the clients of a scenario, as open-loop (Poisson) or closed-loop actors."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+
+import trio
+
+from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.events import RequestFinished
+from meshsim.core.scenario import ClientConfig
+from meshsim.runtime.channel import MeshChannel
+from meshsim.runtime.timers import TimerQueue
+
+# A closed-loop worker whose call ended at the instant it began (no endpoint was
+# pickable) waits this long before the next one, so that a dead cluster cannot
+# spin a virtual instant forever.
+FAST_FAILURE_PAUSE = 0.001
+
+
+class CallFactory:
+    """Draws the pattern, message count and hash key of each call from the client's config."""
+
+    def __init__(self, config: ClientConfig, rng: random.Random) -> None:
+        self._config = config
+        self._rng = rng
+        self._patterns = [pattern for pattern, _ in config.mix]
+        self._pattern_weights = list(itertools.accumulate(weight for _, weight in config.mix))
+        keys = config.keys
+        self._keys: list[str] = []
+        self._key_weights: list[float] = []
+        if keys is not None:
+            self._keys = [f"key-{i}" for i in range(keys.count)]
+            if keys.kind == "zipf":
+                self._key_weights = list(
+                    itertools.accumulate(1.0 / (k**keys.exponent) for k in range(1, keys.count + 1))
+                )
+        self._templates = {
+            pattern: CallSpec(
+                client=config.name,
+                service=config.target,
+                pattern=pattern,
+                deadline=config.deadline,
+                messages=1 if pattern is Pattern.UNARY else config.messages,
+            )
+            for pattern in Pattern
+        }
+
+    def next_call(self) -> CallSpec:
+        rng = self._rng
+        if len(self._patterns) == 1:
+            pattern = self._patterns[0]
+        else:
+            point = rng.random() * self._pattern_weights[-1]
+            pattern = self._patterns[bisect.bisect_right(self._pattern_weights, point)]
+        template = self._templates[pattern]
+        if not self._keys:
+            return template
+        if self._key_weights:
+            point = rng.random() * self._key_weights[-1]
+            index = min(bisect.bisect_right(self._key_weights, point), len(self._keys) - 1)
+        else:
+            index = rng.randrange(len(self._keys))
+        return CallSpec(
+            client=template.client,
+            service=template.service,
+            pattern=template.pattern,
+            key=self._keys[index],
+            deadline=template.deadline,
+            messages=template.messages,
+        )
+
+
+class LoadClient:
+    """Sends calls from `start` to `stop`, then waits for its calls in flight to end.
+
+    Arrivals are timers on the completion queue, not tasks: an open-loop client
+    costs one heap entry per call.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        channel: MeshChannel,
+        timers: TimerQueue,
+        rng: random.Random,
+        stop: float,
+    ) -> None:
+        self.name = f"client:{config.name}"
+        self.config = config
+        self._channel = channel
+        self._timers = timers
+        self._rng = rng
+        self._calls = CallFactory(config, rng)
+        self._stop = stop
+        self._outstanding = 0
+        self._idle = trio.Event()
+        self.sent = 0
+
+    async def run(self) -> None:
+        config = self.config
+        await trio.sleep_until(config.start)
+        if config.rate is not None:
+            self._timers.call_at(config.start + self._rng.expovariate(config.rate), self._arrive)
+        else:
+            assert config.concurrency is not None
+            for _ in range(config.concurrency):
+                self._send()
+        await trio.sleep_until(self._stop)
+        await self.wait_idle()
+
+    async def wait_idle(self) -> None:
+        """Return once the client has stopped sending and none of its calls is in flight."""
+        if self._outstanding:
+            await self._idle.wait()
+
+    def _arrive(self) -> None:
+        now = trio.current_time()
+        if now >= self._stop:
+            return
+        self._send()
+        assert self.config.rate is not None
+        self._timers.call_at(now + self._rng.expovariate(self.config.rate), self._arrive)
+
+    def _send(self) -> None:
+        self._outstanding += 1
+        self.sent += 1
+        self._channel.start(self._calls.next_call(), self._finished)
+
+    def _finished(self, event: RequestFinished) -> None:
+        self._outstanding -= 1
+        if self.config.concurrency is not None:
+            pause = self.config.think_time
+            if not pause and event.finished == event.started:
+                pause = FAST_FAILURE_PAUSE
+            next_at = event.finished + pause
+            if next_at < self._stop:
+                self._timers.call_at(next_at, self._next_closed_loop_call)
+                self._outstanding += 1  # reserved: the worker is not idle while it pauses
+                return
+        if self._outstanding == 0 and trio.current_time() >= self._stop:
+            self._idle.set()
+
+    def _next_closed_loop_call(self) -> None:
+        self._outstanding -= 1
+        if trio.current_time() >= self._stop:
+            if self._outstanding == 0:
+                self._idle.set()
+            return
+        self._send()

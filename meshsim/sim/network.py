@@ -1,0 +1,78 @@
+"""The simulated network: every replica, the partitions between clients and replicas, and each client's view."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+import trio.lowlevel
+
+from meshsim.core.calls import CallSpec
+from meshsim.core.scenario import Scenario
+from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.runtime.timers import TimerQueue
+from meshsim.runtime.transport import OnDone
+from meshsim.sim.replica import SimReplica
+
+
+def actor_rng(seed: int, name: str) -> random.Random:
+    """One generator per actor, seeded from text (hashed with SHA-512, so PYTHONHASHSEED does not matter)."""
+    return random.Random(f"{seed}/{name}")
+
+
+class SimNetwork:
+    def __init__(self, scenario: Scenario, timers: TimerQueue) -> None:
+        self.timers = timers
+        self.replicas: dict[str, SimReplica] = {}
+        for service in scenario.services:
+            for index, name in enumerate(service.replica_names):
+                self.replicas[name] = SimReplica(
+                    name, service, index, timers, actor_rng(scenario.seed, f"replica:{name}")
+                )
+        self._cut: dict[tuple[str, str], int] = {}
+
+    def targets(self, target: str) -> list[SimReplica]:
+        """A replica name gives that replica; a service name gives all of its replicas, in order."""
+        if target in self.replicas:
+            return [self.replicas[target]]
+        return [r for r in self.replicas.values() if r.service.name == target]
+
+    def partition(self, client: str, replica: str, cut: bool) -> None:
+        key = (client, replica)
+        count = self._cut.get(key, 0) + (1 if cut else -1)
+        if count:
+            self._cut[key] = count
+        else:
+            self._cut.pop(key, None)
+
+    def is_cut(self, client: str, replica: str) -> bool:
+        return (client, replica) in self._cut
+
+    def view(self, client: str) -> SimTransport:
+        return SimTransport(self, client)
+
+    def abort_all(self, status: StatusCode) -> None:
+        for replica in self.replicas.values():
+            replica.abort(status)
+
+
+class SimTransport:
+    """One client's view of the simulated network (the Transport the runtime sees)."""
+
+    def __init__(self, network: SimNetwork, client: str) -> None:
+        self._network = network
+        self._client = client
+        self._timers = network.timers
+
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> None:
+        if self._network.is_cut(self._client, endpoint):
+            # A partition refuses the connection: the call fails fast, as against a dead host.
+            self._timers.call_soon(on_done, StatusCode.UNAVAILABLE)
+            return
+        self._network.replicas[endpoint].start_call(call, deadline_at, on_done)
+
+    async def check_health(self, endpoint: str, service: str) -> HealthStatus:
+        if self._network.is_cut(self._client, endpoint):
+            await trio.lowlevel.checkpoint()
+            return HealthStatus.UNREACHABLE
+        return await self._network.replicas[endpoint].check_health(service)

@@ -1,0 +1,216 @@
+"""A simulated replica: service time, errors, capacity with a FIFO queue, and the faults on it.
+
+Calls are timers on the completion queue, not tasks. Rules, so that reports can be
+reasoned about:
+- a call's status is decided when service starts; an error answer takes the same
+  service time as a success;
+- a streaming call occupies the replica for `latency + messages * message_latency`;
+- a killed replica fails every call it holds (in service, queued, blackholed) with
+  UNAVAILABLE at the kill, and refuses new ones with UNAVAILABLE; it comes back empty;
+- a blackholed replica holds calls until their deadline; calls with no deadline
+  resume when the blackhole lifts, as TCP retransmits would deliver them.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import trio
+import trio.lowlevel
+
+from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.scenario import FaultAction, FaultConfig, ServiceConfig
+from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.runtime.timers import Timer, TimerQueue
+from meshsim.runtime.transport import OnDone
+
+
+class SimCall:
+    __slots__ = ("call", "completion", "deadline", "on_done", "state", "status")
+
+    WAITING, QUEUED, SERVING, HELD, DONE = range(5)
+
+    def __init__(self, call: CallSpec, on_done: OnDone) -> None:
+        self.call = call
+        self.on_done = on_done
+        self.deadline: Timer | None = None
+        self.completion: Timer | None = None
+        self.status = StatusCode.OK
+        self.state = SimCall.WAITING
+
+
+class SimReplica:
+    def __init__(self, name: str, service: ServiceConfig, index: int, timers: TimerQueue, rng: random.Random) -> None:
+        self.name = name
+        self.service = service
+        self.index = index
+        self._timers = timers
+        self._rng = rng
+        self._capacity = service.capacity
+        self._queue_limit = service.queue_limit
+        self._latency = service.latency
+        self._message_latency = service.message_latency
+        self._busy = 0
+        self._queue: collections.deque[SimCall] = collections.deque()
+        self._queued = 0
+        self._held: list[SimCall] = []
+        # A dict, not a set: iteration must follow arrival order, never object addresses.
+        self._live: dict[SimCall, None] = {}
+        self._faults: list[FaultConfig] = []
+        self.down = False
+        self.blackholed = False
+        self.health_override: HealthStatus | None = None
+        self._add = 0.0
+        self._multiply = 1.0
+        self._errors: list[tuple[float, StatusCode]] = []
+
+    # --- faults -----------------------------------------------------------------
+
+    def apply(self, fault: FaultConfig) -> None:
+        self._faults.append(fault)
+        self._recompute()
+
+    def clear(self, fault: FaultConfig) -> None:
+        self._faults.remove(fault)
+        self._recompute()
+
+    def _recompute(self) -> None:
+        was_down, was_blackholed = self.down, self.blackholed
+        actions = [f.action for f in self._faults]
+        self.down = FaultAction.KILL in actions
+        self.blackholed = FaultAction.BLACKHOLE in actions
+        self._add = sum(f.add for f in self._faults if f.action is FaultAction.LATENCY)
+        self._multiply = 1.0
+        for fault in self._faults:
+            if fault.action is FaultAction.LATENCY:
+                self._multiply *= fault.multiply
+        self._errors = [(f.rate, f.status) for f in self._faults if f.action is FaultAction.ERRORS]
+        health = [f.health for f in self._faults if f.action is FaultAction.HEALTH]
+        self.health_override = health[-1] if health else None
+        if self.down and not was_down:
+            self._fail_everything(StatusCode.UNAVAILABLE)
+        if was_blackholed and not self.blackholed:
+            held, self._held = self._held, []
+            for sim_call in held:
+                if sim_call.state == SimCall.HELD:
+                    self._admit(sim_call)
+
+    # --- calls ------------------------------------------------------------------
+
+    def start_call(self, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> None:
+        sim_call = SimCall(call, on_done)
+        if self.down:
+            self._timers.call_soon(self._end, sim_call, StatusCode.UNAVAILABLE)
+            return
+        self._live[sim_call] = None
+        if deadline_at is not None:
+            sim_call.deadline = self._timers.call_at(deadline_at, self._expire, sim_call)
+        if self.blackholed:
+            sim_call.state = SimCall.HELD
+            self._held.append(sim_call)
+            return
+        self._admit(sim_call)
+
+    def _admit(self, sim_call: SimCall) -> None:
+        if self._capacity is None or self._busy < self._capacity:
+            self._serve(sim_call)
+        elif self._queue_limit is not None and self._queued >= self._queue_limit:
+            self._live.pop(sim_call, None)
+            if sim_call.deadline is not None:
+                sim_call.deadline.cancel()
+            self._timers.call_soon(self._end, sim_call, StatusCode.RESOURCE_EXHAUSTED)
+        else:
+            sim_call.state = SimCall.QUEUED
+            self._queue.append(sim_call)
+            self._queued += 1
+
+    def _serve(self, sim_call: SimCall) -> None:
+        rng = self._rng
+        seconds = self._latency.sample(rng)
+        call = sim_call.call
+        if call.pattern is not Pattern.UNARY:
+            sample = self._message_latency.sample
+            for _ in range(call.messages):
+                seconds += sample(rng)
+        seconds = seconds * self._multiply + self._add
+        status = StatusCode.OK
+        if self.service.error_rate and rng.random() < self.service.error_rate:
+            status = self.service.error_status
+        for rate, code in self._errors:
+            if rng.random() < rate and status is StatusCode.OK:
+                status = code
+        sim_call.status = status
+        sim_call.state = SimCall.SERVING
+        self._busy += 1
+        sim_call.completion = self._timers.call_at(trio.current_time() + seconds, self._complete, sim_call)
+
+    def _complete(self, sim_call: SimCall) -> None:
+        if sim_call.deadline is not None:
+            sim_call.deadline.cancel()
+        self._release(sim_call)
+        self._end(sim_call, sim_call.status)
+
+    def _expire(self, sim_call: SimCall) -> None:
+        if sim_call.state == SimCall.SERVING:
+            assert sim_call.completion is not None
+            sim_call.completion.cancel()
+            self._release(sim_call)
+        elif sim_call.state == SimCall.QUEUED:
+            self._queued -= 1  # left in the deque, skipped when reached
+            sim_call.state = SimCall.DONE
+        self._live.pop(sim_call, None)
+        self._end(sim_call, StatusCode.DEADLINE_EXCEEDED)
+
+    def _release(self, sim_call: SimCall) -> None:
+        """A serving call leaves: free its slot and start the next queued call."""
+        self._busy -= 1
+        self._live.pop(sim_call, None)
+        sim_call.state = SimCall.DONE
+        queue = self._queue
+        while queue:
+            waiting = queue.popleft()
+            if waiting.state == SimCall.QUEUED:
+                self._queued -= 1
+                self._serve(waiting)
+                return
+
+    def _end(self, sim_call: SimCall, status: StatusCode) -> None:
+        sim_call.state = SimCall.DONE
+        sim_call.on_done(status)
+
+    def _fail_everything(self, status: StatusCode) -> None:
+        """Every call this replica holds ends now with `status`, in the order they arrived."""
+        doomed = [c for c in self._live if c.state != SimCall.DONE]
+        for sim_call in doomed:
+            for timer in (sim_call.deadline, sim_call.completion):
+                if timer is not None:
+                    timer.cancel()
+            sim_call.state = SimCall.DONE
+        self._live.clear()
+        self._queue.clear()
+        self._held.clear()
+        self._queued = 0
+        self._busy = 0
+        for sim_call in doomed:
+            sim_call.on_done(status)
+
+    def abort(self, status: StatusCode) -> None:
+        self._fail_everything(status)
+
+    # --- health -------------------------------------------------------------------
+
+    async def check_health(self, service: str) -> HealthStatus:
+        if self.down:
+            await trio.lowlevel.checkpoint()
+            return HealthStatus.UNREACHABLE
+        if self.blackholed:
+            await trio.sleep_forever()
+        await trio.sleep(self.service.probe_latency * self._multiply + self._add)
+        if self.down:
+            return HealthStatus.UNREACHABLE
+        if service not in ("", self.service.name):
+            return HealthStatus.SERVICE_UNKNOWN
+        if self.health_override is not None:
+            return self.health_override
+        return HealthStatus.SERVING

@@ -1,0 +1,127 @@
+"""The deterministic runner: a scenario in, a report out, in virtual time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+import trio.testing
+
+from meshsim.core.endpoint import Endpoint
+from meshsim.core.events import FaultApplied, FaultCleared, HealthChanged, RequestFinished
+from meshsim.core.recording import RunRecorder
+from meshsim.core.report import Report, build_report
+from meshsim.core.scenario import Scenario
+from meshsim.core.status import StatusCode
+from meshsim.runtime.actor import Supervisor
+from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.channel import MeshChannel
+from meshsim.runtime.health_checker import HealthChecker
+from meshsim.runtime.load import LoadClient
+from meshsim.runtime.observer import Observer
+from meshsim.runtime.timers import TimerQueue
+from meshsim.sim.faults import FaultInjector
+from meshsim.sim.network import SimNetwork, actor_rng
+from meshsim.sim.scheduler import MockFastForward, deterministic_scheduling
+
+Progress = Callable[[float], None]
+
+
+class _ProgressInstrument(trio.abc.Instrument):
+    """Reports virtual time once per scheduler pass; watching changes nothing in the run."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._progress(trio.current_time())
+
+
+def run_scenario(scenario: Scenario, progress: Progress | None = None, observer: Observer | None = None) -> Report:
+    """Run `scenario` to completion in virtual time and return its report.
+
+    `observer` lets a caller listen to the run's events (it gets the recorder's
+    subscriptions added); `progress` is called with the virtual time as it advances.
+    """
+    observer = observer or Observer()
+    recorder = RunRecorder()
+    observer.subscribe(RequestFinished, recorder.on_request)
+    observer.subscribe(HealthChanged, recorder.on_health)
+    observer.subscribe(FaultApplied, recorder.on_fault_applied)
+    observer.subscribe(FaultCleared, recorder.on_fault_cleared)
+    clock = trio.testing.MockClock(rate=0, autojump_threshold=0)
+    instruments = [_ProgressInstrument(progress)] if progress is not None else []
+    with deterministic_scheduling(scenario.seed):
+        trio.run(
+            _simulate,
+            scenario,
+            observer,
+            MockFastForward(clock),
+            clock=clock,
+            instruments=instruments,
+            strict_exception_groups=True,
+        )
+    return build_report(scenario, recorder)
+
+
+async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFastForward) -> None:
+    seed = scenario.seed
+    timers = TimerQueue(fast_forward)
+    network = SimNetwork(scenario, timers)
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(nursery, observer)
+        supervisor.start(timers)
+        clients = []
+        for config in scenario.clients:
+            service = scenario.service(config.target)
+            transport = network.view(config.name)
+            endpoints = [
+                Endpoint(name, weight=service.weights[i], index=i) for i, name in enumerate(service.replica_names)
+            ]
+            balancer = Balancer(
+                f"balancer:{config.name}",
+                config.name,
+                scenario.balancer,
+                scenario.health,
+                endpoints,
+                actor_rng(seed, f"balancer:{config.name}"),
+                observer,
+            )
+            supervisor.start(balancer)
+            if scenario.health.enabled:
+                health_service = scenario.health.service if scenario.health.service is not None else service.name
+                for endpoint in endpoints:
+                    checker_name = f"health:{config.name}:{endpoint.name}"
+                    supervisor.start(
+                        HealthChecker(
+                            checker_name,
+                            endpoint.name,
+                            health_service,
+                            scenario.health,
+                            transport,
+                            balancer.mailbox,
+                            actor_rng(seed, checker_name),
+                        )
+                    )
+            channel = MeshChannel(config.name, service.name, balancer, transport, observer)
+            clients.append(
+                LoadClient(
+                    config,
+                    channel,
+                    timers,
+                    actor_rng(seed, f"client:{config.name}"),
+                    stop=config.stop if config.stop is not None else scenario.duration,
+                )
+            )
+        supervisor.start(FaultInjector(scenario.faults, network, observer))
+        # Clients stop sending at their stop time; calls still in flight get `drain`
+        # to finish, and whatever is left then ends CANCELLED: no call is lost.
+        with trio.move_on_at(scenario.duration + scenario.drain):
+            async with trio.open_nursery() as load:
+                for client in clients:
+                    load.start_soon(client.run, name=client.name)
+        network.abort_all(StatusCode.CANCELLED)
+        async with trio.open_nursery() as settle:
+            for client in clients:
+                settle.start_soon(client.wait_idle, name=client.name)
+        nursery.cancel_scope.cancel()
