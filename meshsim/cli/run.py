@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from pathlib import Path
@@ -14,7 +15,12 @@ from meshsim.cli.app import Application
 @click.command()
 @click.argument("scenario_path", metavar="SCENARIO", type=click.Path(dir_okay=False))
 @click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, allow_dash=True), help="Write the JSON report here (- for stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the JSON report here (- for stdout).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no report, only the verdict.")
 @click.pass_obj
 def run(app: Application, scenario_path: str, seed: int | None, json_path: str | None, quiet: bool) -> None:
@@ -59,12 +65,14 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
         for result in failed:
             show.print(
                 f"[bold red]FAILED[/] {result.config.name}: observed {_observed(result.observed)}, "
-                f"expected {result.expected}"
+                f"expected {result.expected}",
+                soft_wrap=True,
             )
-        show.print(f"reproduce with: [bold]{command}[/]")
+        # Never wrapped: people copy this line.
+        show.print(f"reproduce with: [bold]{command}[/]", soft_wrap=True)
         raise SystemExit(1)
     show.print(f"[bold green]PASSED[/] {scenario.name} (seed {scenario.seed}, {len(report.assertions)} assertion(s))")
 
 
 def _observed(value: float) -> str:
-    return "nothing (no calls in scope)" if value != value else f"{value:.6g}"
+    return "nothing (no calls in scope)" if math.isnan(value) else f"{value:.6g}"

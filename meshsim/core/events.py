@@ -9,6 +9,16 @@ from meshsim.core.status import HealthStatus, StatusCode
 
 
 @attrs.frozen
+class RequestStarted:
+    """A call began (emitted only when someone listens: the call path checks first)."""
+
+    client: str
+    service: str
+    pattern: Pattern
+    started: float
+
+
+@attrs.frozen
 class RequestFinished:
     """A call ended. Every call that starts ends in exactly one of these."""
 
@@ -19,6 +29,7 @@ class RequestFinished:
     status: StatusCode
     started: float
     finished: float
+    key: str | None = None
 
 
 @attrs.frozen
@@ -49,4 +60,4 @@ class FaultCleared:
     target: str
 
 
-Event = RequestFinished | HealthChanged | FaultApplied | FaultCleared
+Event = RequestStarted | RequestFinished | HealthChanged | FaultApplied | FaultCleared

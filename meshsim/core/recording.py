@@ -43,6 +43,9 @@ class RunRecorder:
         self.endpoint = array("i")
         self.client = array("i")
         self.service = array("i")
+        self.key = array("i")
+        self.key_names: list[str] = []
+        self._key_ids: dict[str, int] = {}
         self.endpoint_names: list[str] = []
         self.client_names: list[str] = []
         self.service_names: list[str] = []
@@ -70,6 +73,8 @@ class RunRecorder:
         self.endpoint.append(endpoint)
         self.client.append(self._id(self._client_ids, self.client_names, event.client))
         self.service.append(self._id(self._service_ids, self.service_names, event.service))
+        key = event.key
+        self.key.append(-1 if key is None else self._id(self._key_ids, self.key_names, key))
 
     def on_health(self, event: HealthChanged) -> None:
         self.health.append(HealthTransition(event.at, event.client, event.endpoint, event.healthy, event.last_probe))

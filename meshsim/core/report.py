@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from meshsim.core.recording import FaultRecord, HealthTransition, RunRecorder
-from meshsim.core.scenario import LATENCY_METRICS, AssertionConfig, Scenario
+from meshsim.core.scenario import AssertionConfig, Scenario
 from meshsim.core.status import StatusCode
 
 REPORT_SCHEMA = "meshsim/report/v1"
@@ -66,9 +66,17 @@ class LatencySummary:
 
 @attrs.frozen
 class CallSummary:
+    """Counts by status and latency of a set of calls.
+
+    `key_affinity` is the share of keyed calls that went to the replica their key
+    went to most often (1.0: every key sticks to one replica; about 1/N under round
+    robin over N replicas); NaN when no call carried a key.
+    """
+
     requests: int
     by_status: dict[str, int]
     latency: LatencySummary
+    key_affinity: float = math.nan
 
     @property
     def ok(self) -> int:
@@ -136,7 +144,7 @@ class Report:
             "seed": self.seed,
             "duration_s": self.duration,
             "passed": self.passed,
-            "totals": _totals(self.totals),
+            "totals": {**_totals(self.totals), "key_affinity": _ratio(self.totals.key_affinity)},
             "latency_ms": _latency(self.totals.latency),
             "unrouted": _counts(self.unrouted),
             "endpoints": [
@@ -170,7 +178,7 @@ class Report:
                     "scope": a.config.scope_label,
                     "window_s": None if a.config.window is None else list(a.config.window),
                     "passed": a.passed,
-                    "observed": _number(a.observed),
+                    "observed": _ratio(a.observed) if a.config.metric in _RATIOS else _number(a.observed),
                     "expected": a.expected,
                 }
                 for a in self.assertions
@@ -193,8 +201,15 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
+_RATIOS = ("success_rate", "key_affinity")
+
+
 def _round(value: float) -> float:
     return round(value, 6)
+
+
+def _ratio(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 6)
 
 
 def _number(value: float) -> float | None:
@@ -232,13 +247,22 @@ class _Calls:
         r = self.r
         counts: dict[int, int] = {}
         latencies = []
-        started, finished, status = r.started, r.finished, r.status
+        placements: dict[int, dict[int, int]] = {}
+        started, finished, status, keys, endpoints = r.started, r.finished, r.status, r.key, r.endpoint
         for i in indices:
             code = status[i]
             counts[code] = counts.get(code, 0) + 1
             latencies.append(finished[i] - started[i])
+            key = keys[i]
+            if key >= 0:
+                per_endpoint = placements.setdefault(key, {})
+                per_endpoint[endpoints[i]] = per_endpoint.get(endpoints[i], 0) + 1
         by_status = {StatusCode(code).name: counts[code] for code in sorted(counts)}
-        return CallSummary(len(latencies), by_status, LatencySummary.of(latencies))
+        affinity = math.nan
+        if placements:
+            keyed = sum(sum(p.values()) for p in placements.values())
+            affinity = sum(max(p.values()) for p in placements.values()) / keyed
+        return CallSummary(len(latencies), by_status, LatencySummary.of(latencies), affinity)
 
     def where(self, column: Sequence[int], value: int) -> list[int]:
         return [i for i, v in enumerate(column) if v == value]
@@ -319,8 +343,8 @@ def observe(metric: str, calls: CallSummary) -> float:
         return float(calls.requests)
     if metric == "errors":
         return float(calls.failed)
-    if metric in LATENCY_METRICS:
-        return calls.latency.metric(metric.removeprefix("latency."))
+    if metric == "key_affinity":
+        return calls.key_affinity
     return calls.latency.metric(metric.removeprefix("latency."))
 
 

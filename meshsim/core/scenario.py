@@ -116,7 +116,7 @@ LATENCY_METRICS = {
     "latency.p99": 99.0,
     "latency.p999": 99.9,
 }
-METRICS = ("success_rate", "requests", "errors", *LATENCY_METRICS, "latency.mean", "latency.max")
+METRICS = ("success_rate", "requests", "errors", "key_affinity", *LATENCY_METRICS, "latency.mean", "latency.max")
 OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
 SCOPES = ("run", "service", "replica", "client")
 

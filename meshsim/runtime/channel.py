@@ -8,7 +8,7 @@ import trio
 
 from meshsim.core.calls import CallSpec
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import RequestFinished
+from meshsim.core.events import RequestFinished, RequestStarted
 from meshsim.core.status import StatusCode
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.observer import Observer
@@ -32,9 +32,12 @@ class MeshChannel:
         self.balancer = balancer
         self._transport = transport
         self._observer = observer
+        self._announce = observer.wants(RequestStarted)
 
     def start(self, call: CallSpec, on_finished: Finished | None = None) -> None:
         now = trio.current_time()
+        if self._announce:
+            self._observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
         endpoint = self.balancer.picker.pick(call.key)
         if endpoint is None:
             self._finish(call, None, now, StatusCode.UNAVAILABLE, on_finished)
@@ -77,6 +80,7 @@ class MeshChannel:
             status=status,
             started=started,
             finished=trio.current_time(),
+            key=call.key,
         )
         self._observer.emit(event)
         if on_finished is not None:

@@ -1,0 +1,59 @@
+"""The layer rule: core and runtime know nothing of grpc, asyncio or the wall clock."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "meshsim"
+
+# What each layer may import from meshsim (besides itself).
+ALLOWED = {
+    "core": set(),
+    "runtime": {"core"},
+    "sim": {"core", "runtime"},
+    "cli": {"core", "runtime", "sim", "live"},
+}
+FORBIDDEN_EVERYWHERE_BELOW_CLI = {"grpc", "asyncio", "trio_asyncio", "time", "datetime"}
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layer_imports_only_the_layers_below(layer: str) -> None:
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for name in imports_of(path):
+            parts = name.split(".")
+            if parts[0] == "meshsim" and len(parts) > 1 and parts[1] in ALLOWED | {"live": None, "pb": None}:
+                assert parts[1] in ALLOWED[layer] | {layer}, f"{path.relative_to(ROOT)} imports {name}"
+            if layer != "cli":
+                assert parts[0] not in FORBIDDEN_EVERYWHERE_BELOW_CLI, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_importing_core_runtime_and_sim_loads_neither_grpc_nor_asyncio() -> None:
+    code = (
+        "import sys, pkgutil, importlib, meshsim\n"
+        "for layer in ('core', 'runtime', 'sim'):\n"
+        "    package = importlib.import_module('meshsim.' + layer)\n"
+        "    for info in pkgutil.walk_packages(package.__path__, 'meshsim.' + layer + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'asyncio', 'trio_asyncio'))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == ""

@@ -1,0 +1,88 @@
+"""Every shipped scenario runs, passes, and accounts for every call it started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from meshsim.core.events import RequestFinished, RequestStarted
+from meshsim.core.pickers import BalancerConfig
+from meshsim.core.report import Report
+from meshsim.core.scenario import Scenario
+from meshsim.runtime.observer import Observer
+from meshsim.sim.runner import run_scenario
+from tests.conftest import ROOT, SCENARIOS
+
+
+def run_counting(scenario: Scenario) -> tuple[Report, dict[str, int], dict[str, int]]:
+    observer = Observer()
+    started: dict[str, int] = {}
+    finished: dict[str, int] = {}
+
+    def on_start(event: RequestStarted) -> None:
+        started[event.client] = started.get(event.client, 0) + 1
+
+    def on_finish(event: RequestFinished) -> None:
+        finished[event.client] = finished.get(event.client, 0) + 1
+
+    observer.subscribe(RequestStarted, on_start)
+    observer.subscribe(RequestFinished, on_finish)
+    return run_scenario(scenario, observer=observer), started, finished
+
+
+def assert_accounts_add_up(report: Report) -> None:
+    totals = report.totals
+    assert totals.requests == sum(totals.by_status.values())
+    assert totals.ok + totals.failed == totals.requests
+    assert totals.requests == sum(e.calls.requests for e in report.endpoints) + report.unrouted.requests
+    assert totals.requests == sum(calls.requests for _, calls in report.clients)
+    assert totals.requests == sum(b.calls.requests for b in report.timeline)
+    for status, count in totals.by_status.items():
+        per_endpoint = sum(e.calls.by_status.get(status, 0) for e in report.endpoints)
+        assert per_endpoint + report.unrouted.by_status.get(status, 0) == count
+
+
+def test_there_is_a_scenario_per_policy() -> None:
+    policies = {Scenario.from_toml(path).balancer.policy for path in SCENARIOS}
+    assert policies == {"round_robin", "random", "weighted_round_robin", "least_connections", "p2c", "consistent_hash"}
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_shipped_scenario_passes_and_loses_nothing(path: Path) -> None:
+    report, started, finished = run_counting(Scenario.from_toml(path))
+    failed = [(a.config.name, a.observed) for a in report.assertions if not a.passed]
+    assert not failed
+    assert report.assertions, "a shipped scenario must assert something"
+    assert started == finished
+    assert sum(started.values()) == report.totals.requests > 0
+    assert_accounts_add_up(report)
+
+
+def test_failover_detects_the_kill_and_takes_the_replica_back() -> None:
+    report = run_scenario(Scenario.from_toml(ROOT / "scenarios/failover.toml"))
+    killed = next(e for e in report.endpoints if e.name == "api/1")
+    assert [t.healthy for t in killed.health] == [False, True]
+    down, up = killed.health
+    assert 10.0 < down.at < 12.0  # two failed probes at ~0.5 s intervals
+    assert 25.0 < up.at < 27.0
+    assert [(f.action, f.target, f.applied_at, f.cleared_at) for f in report.faults] == [("kill", "api/1", 10.0, 25.0)]
+    assert set(report.totals.by_status) == {"OK", "UNAVAILABLE"}
+
+
+def test_least_connections_beats_round_robin_on_a_slow_replica() -> None:
+    scenario = Scenario.from_toml(ROOT / "scenarios/least_connections.toml")
+    least = run_scenario(scenario)
+    robin = run_scenario(attrs.evolve(scenario, balancer=BalancerConfig(policy="round_robin")))
+    assert least.passed
+    assert not robin.passed
+    assert least.totals.latency.p90 < robin.totals.latency.p90 / 2
+
+
+def test_consistent_hash_keeps_keys_where_round_robin_scatters_them() -> None:
+    scenario = Scenario.from_toml(ROOT / "scenarios/consistent_hash.toml")
+    ring = run_scenario(scenario)
+    robin = run_scenario(attrs.evolve(scenario, balancer=BalancerConfig(policy="round_robin")))
+    assert ring.totals.key_affinity > 0.85
+    assert robin.totals.key_affinity < 0.6
