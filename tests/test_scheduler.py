@@ -57,7 +57,7 @@ def test_previous_state_is_restored() -> None:
     state = _run._r.getstate()
     with deterministic_scheduling(99):
         assert _run._ALLOW_DETERMINISTIC_SCHEDULING is True
-    assert _run._ALLOW_DETERMINISTIC_SCHEDULING == flag
+    assert flag == _run._ALLOW_DETERMINISTIC_SCHEDULING
     assert _run._r.getstate() == state
 
 
