@@ -132,6 +132,7 @@ def make_balancer(observer: Observer, health: HealthConfig | None = None) -> Bal
     return Balancer(
         "balancer",
         "client",
+        "api",
         BalancerConfig("round_robin"),
         health or HealthConfig(unhealthy_threshold=1, healthy_threshold=1),
         endpoints,

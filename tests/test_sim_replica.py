@@ -42,7 +42,7 @@ def simulate(
 
         def start(label: str, call: CallSpec = UNARY, deadline: float | None = None) -> None:
             deadline_at = None if deadline is None else trio.current_time() + deadline
-            replica.start_call(call, deadline_at, lambda s: outcomes.append((label, trio.current_time(), s)))
+            replica.start_call(call, deadline_at, lambda s, _: outcomes.append((label, trio.current_time(), s)))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(timers.run)

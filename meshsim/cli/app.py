@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console, RenderableType
+from rich.markup import escape
 
 
 class Application:
@@ -16,10 +17,11 @@ class Application:
         self.console.print(renderable)
 
     def display_error(self, message: str) -> None:
-        self.errors.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+        # Messages quote user input, which must never be read as markup.
+        self.errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
     def display_success(self, message: str) -> None:
-        self.console.print(f"[bold green]{message}[/]")
+        self.console.print(f"[bold green]{escape(message)}[/]", soft_wrap=True)
 
     @property
     def interactive(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from meshsim.core.ewma import PeakEwma
+
 
 @attrs.define(eq=False)
 class Endpoint:
@@ -19,3 +21,4 @@ class Endpoint:
     index: int = 0
     healthy: bool = True
     in_flight: int = 0
+    latency: PeakEwma | None = None

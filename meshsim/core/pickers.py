@@ -11,12 +11,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
 
 from meshsim.core.endpoint import Endpoint
+from meshsim.core.ewma import PeakEwmaConfig
 
 POLICIES = (
     "round_robin",
@@ -25,6 +26,7 @@ POLICIES = (
     "least_connections",
     "p2c",
     "consistent_hash",
+    "peak_ewma",
 )
 
 
@@ -36,9 +38,14 @@ class Picker(Protocol):
 
 @attrs.frozen
 class BalancerConfig:
+    """`panic_threshold` is Envoy's: when fewer than that percentage of the endpoints are
+    healthy and not ejected, balance over all of them. 0 (gRPC's behaviour) never panics."""
+
     policy: str = "round_robin"
     ring_size: int = 1024
     choices: int = 2
+    panic_threshold: float = 0.0
+    ewma: PeakEwmaConfig = attrs.field(factory=PeakEwmaConfig)
 
 
 class EmptyPicker:
@@ -133,39 +140,89 @@ class PowerOfTwoPicker:
         return best
 
 
+class PeakEwmaPicker:
+    """Finagle's and Linkerd's Peak-EWMA: power of two choices on cost = latency estimate x (in flight + 1)."""
+
+    def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random, now: Callable[[], float]) -> None:
+        self._endpoints = tuple(endpoints)
+        self._rng = rng
+        self._now = now
+
+    def _cost(self, endpoint: Endpoint, now: float) -> float:
+        assert endpoint.latency is not None, "peak_ewma needs endpoints with latency estimates"
+        return endpoint.latency.estimate(now) * (endpoint.in_flight + 1)
+
+    def pick(self, key: str | None) -> Endpoint | None:
+        if len(self._endpoints) == 1:
+            return self._endpoints[0]
+        first, second = self._rng.sample(self._endpoints, 2)
+        now = self._now()
+        return second if self._cost(second, now) < self._cost(first, now) else first
+
+
 def stable_hash(text: str) -> int:
     """A 64-bit hash that is the same in every process (unlike hash())."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 class RingHashPicker:
-    """Envoy's ring hash: each endpoint owns points on a ring in proportion to its weight.
+    """A ring hash: each endpoint owns points on a ring in proportion to its weight.
 
-    A key goes to the first point clockwise of its hash, so when one of N endpoints
-    leaves only the keys it owned (about 1/N) move. Calls without a key hash to a
-    fixed point, which is what a single-key client would see.
+    The ring is built over the whole configured set (`universe`), and a key goes to
+    the first point clockwise of its hash whose owner is pickable, as gRPC's
+    ring_hash walks the ring to a READY subchannel. So when one of N endpoints
+    becomes unusable only the keys it owned (about 1/N) move, and they come back
+    when it does. Calls without a key hash to a fixed point, as a single-key client
+    would.
     """
 
-    def __init__(self, endpoints: Sequence[Endpoint], ring_size: int) -> None:
-        total_weight = sum(max(0, e.weight) for e in endpoints) or 1
+    def __init__(
+        self, endpoints: Sequence[Endpoint], ring_size: int, universe: Sequence[Endpoint] | None = None
+    ) -> None:
+        members = list(universe) if universe is not None else list(endpoints)
+        members += [e for e in endpoints if e not in members]
+        total_weight = sum(max(0, e.weight) for e in members) or 1
         points: list[tuple[int, int]] = []
-        for position, endpoint in enumerate(endpoints):
-            share = max(1, round(ring_size * max(0, endpoint.weight) / total_weight))
+        for position, endpoint in enumerate(members):
+            if endpoint.weight <= 0:
+                continue
+            share = max(1, round(ring_size * endpoint.weight / total_weight))
             for replica in range(share):
                 points.append((stable_hash(f"{endpoint.name}_{replica}"), position))
         points.sort()
+        pickable = {id(e) for e in endpoints}
         self._hashes = [h for h, _ in points]
-        self._owners = [endpoints[p] for _, p in points]
+        self._owners = [members[p] for _, p in points]
+        self._usable = [id(members[p]) in pickable for _, p in points]
 
     def pick(self, key: str | None) -> Endpoint | None:
+        count = len(self._hashes)
         point = bisect.bisect_left(self._hashes, stable_hash(key or ""))
-        if point == len(self._hashes):
-            point = 0
-        return self._owners[point]
+        usable = self._usable
+        for step in range(count):
+            index = (point + step) % count
+            if usable[index]:
+                return self._owners[index]
+        return None
 
 
-def build_picker(config: BalancerConfig, endpoints: Sequence[Endpoint], rng: random.Random) -> Picker:
-    """The picker for `config.policy` over `endpoints` (already filtered to the pickable ones)."""
+def _no_clock() -> float:
+    raise RuntimeError("peak_ewma needs a clock: pass build_picker(..., now=...)")
+
+
+def build_picker(
+    config: BalancerConfig,
+    endpoints: Sequence[Endpoint],
+    rng: random.Random,
+    now: Callable[[], float] = _no_clock,
+    universe: Sequence[Endpoint] | None = None,
+) -> Picker:
+    """The picker for `config.policy` over `endpoints` (already filtered to the pickable ones).
+
+    `now` reads the current time (only peak_ewma needs it); `universe` is every
+    configured endpoint, usable or not (only consistent_hash needs it, to keep its
+    ring stable while endpoints come and go).
+    """
     if not endpoints:
         return EmptyPicker()
     policy = config.policy
@@ -180,5 +237,7 @@ def build_picker(config: BalancerConfig, endpoints: Sequence[Endpoint], rng: ran
     if policy == "p2c":
         return PowerOfTwoPicker(endpoints, rng, config.choices)
     if policy == "consistent_hash":
-        return RingHashPicker(endpoints, config.ring_size)
+        return RingHashPicker(endpoints, config.ring_size, universe)
+    if policy == "peak_ewma":
+        return PeakEwmaPicker(endpoints, rng, now)
     raise ValueError(f"unknown balancer policy {policy!r}")

@@ -10,7 +10,9 @@ import attrs
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import Distribution
 from meshsim.core.health import HealthConfig
+from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
+from meshsim.core.policies import CallPolicies
 from meshsim.core.status import HealthStatus, StatusCode
 
 SCHEMA = "meshsim/v1"
@@ -32,6 +34,7 @@ class ServiceConfig:
     queue_limit: int | None = None
     weights: tuple[int, ...] = ()
     probe_latency: float = 0.001
+    error_pushback_ms: int | None = None
 
     def replica_name(self, index: int) -> str:
         return f"{self.name}/{index}"
@@ -91,6 +94,7 @@ class FaultConfig:
     status: StatusCode = StatusCode.UNAVAILABLE
     health: HealthStatus = HealthStatus.NOT_SERVING
     client: str | None = None
+    pushback_ms: int | None = None
 
     def describe(self) -> str:
         action = self.action
@@ -116,7 +120,22 @@ LATENCY_METRICS = {
     "latency.p99": 99.0,
     "latency.p999": 99.9,
 }
-METRICS = ("success_rate", "requests", "errors", "key_affinity", *LATENCY_METRICS, "latency.mean", "latency.max")
+# Counted over events in the window (by the time they happened) rather than over calls.
+EVENT_METRICS = ("ejections", "breaker_opens", "budget_exhausted", "panic_seconds")
+METRICS = (
+    "success_rate",
+    "requests",
+    "errors",
+    "key_affinity",
+    *LATENCY_METRICS,
+    "latency.mean",
+    "latency.max",
+    "attempts",
+    "retries",
+    "hedges",
+    "amplification",
+    *EVENT_METRICS,
+)
 OPERATORS = ("<", "<=", ">", ">=", "==", "!=")
 SCOPES = ("run", "service", "replica", "client")
 
@@ -149,6 +168,8 @@ class Scenario:
     services: tuple[ServiceConfig, ...]
     balancer: BalancerConfig
     health: HealthConfig
+    outlier: OutlierConfig | None
+    policies: CallPolicies
     clients: tuple[ClientConfig, ...]
     faults: tuple[FaultConfig, ...]
     assertions: tuple[AssertionConfig, ...]

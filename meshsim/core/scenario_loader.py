@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from meshsim.core.breaker import BreakerConfig, ConcurrencyLimit
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import (
     Constant,
@@ -27,8 +28,17 @@ from meshsim.core.distributions import (
     Normal,
     Uniform,
 )
+from meshsim.core.ewma import PeakEwmaConfig
 from meshsim.core.health import HealthConfig
+from meshsim.core.outlier import (
+    ConsecutiveFailuresConfig,
+    FailurePercentageConfig,
+    OutlierConfig,
+    SuccessRateConfig,
+)
 from meshsim.core.pickers import POLICIES, BalancerConfig
+from meshsim.core.policies import CallPolicies
+from meshsim.core.retry import METHODS, BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
 from meshsim.core.scenario import (
     LATENCY_METRICS,
     METRICS,
@@ -44,7 +54,7 @@ from meshsim.core.scenario import (
     ScenarioError,
     ServiceConfig,
 )
-from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.core.status import SERVER_FAILURES, HealthStatus, StatusCode
 from meshsim.core.units import format_duration, parse_duration
 
 _MISSING: Any = object()
@@ -171,6 +181,31 @@ class _Table:
         except ValueError:
             self.fail(key, f'expected a gRPC status code like "UNAVAILABLE", got {value!r}')
 
+    def statuses(self, key: str, default: frozenset[StatusCode]) -> frozenset[StatusCode]:
+        value = self.raw(key, None)
+        if value is None:
+            return default
+        if not isinstance(value, list):
+            self.fail(key, f'expected an array of gRPC status codes like ["UNAVAILABLE"], got {value!r}')
+        codes = set()
+        for index, item in enumerate(value):
+            try:
+                codes.add(StatusCode.parse(str(item)))
+            except ValueError:
+                self.fail(f"{key}[{index}]", f'expected a gRPC status code like "UNAVAILABLE", got {item!r}')
+        return frozenset(codes)
+
+    def names(self, key: str, options: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw(key, None)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not value:
+            self.fail(key, f"expected a non-empty array of names from {', '.join(options)}, got {value!r}")
+        for index, item in enumerate(value):
+            if item not in options:
+                self.fail(f"{key}[{index}]", f"expected one of {', '.join(options)}, got {item!r}")
+        return tuple(value)
+
     def table(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
@@ -226,6 +261,8 @@ def _build(top: _Table) -> Scenario:
 
     balancer = _balancer(top.table("balancer", None))
     health = _health(top.table("health", None))
+    outlier = _outlier(top.table("outlier_detection", None))
+    policies = _policies(top)
 
     service_names = [s.name for s in services]
     clients = tuple(_client(t, service_names, duration) for t in top.tables("client"))
@@ -250,6 +287,8 @@ def _build(top: _Table) -> Scenario:
         services=services,
         balancer=balancer,
         health=health,
+        outlier=outlier,
+        policies=policies,
         clients=clients,
         faults=faults,
         assertions=assertions,
@@ -273,6 +312,8 @@ def _service(table: _Table) -> ServiceConfig:
     message_latency = _distribution(table, "message_latency", Constant(0.0))
     error_rate = table.number("error_rate", 0.0, minimum=0.0, maximum=1.0)
     error_status = table.status("error_status", StatusCode.UNAVAILABLE)
+    if error_status is StatusCode.OK:
+        table.fail("error_status", "an injected error cannot be OK")
     capacity = table.integer("capacity", None, minimum=1)
     queue_limit = table.integer("queue_limit", None, minimum=0)
     if queue_limit is not None and capacity is None:
@@ -291,6 +332,7 @@ def _service(table: _Table) -> ServiceConfig:
         weight = table.integer("weight", 1, minimum=0)
         weights = (weight,) * replicas
     probe_latency = table.duration("probe_latency", 0.001)
+    pushback = table.integer("error_pushback_ms", None)
     table.done()
     return ServiceConfig(
         name=name,
@@ -303,6 +345,7 @@ def _service(table: _Table) -> ServiceConfig:
         queue_limit=queue_limit,
         weights=weights,
         probe_latency=probe_latency,
+        error_pushback_ms=pushback,
     )
 
 
@@ -348,7 +391,8 @@ def _empirical(table: _Table) -> Empirical:
         table.fail("bounds", "must be strictly increasing")
     if not isinstance(raw_weights, list) or len(raw_weights) != len(bounds):
         table.fail("weights", f"expected an array of {len(bounds)} numbers, one per bucket")
-    if not all(type(w) in (int, float) and w >= 0 for w in raw_weights) or sum(raw_weights) <= 0:
+    finite = all(type(w) in (int, float) and math.isfinite(w) and w >= 0 for w in raw_weights)
+    if not finite or sum(raw_weights) <= 0:
         table.fail("weights", "must be non-negative numbers with a positive sum")
     return Empirical(bounds, tuple(float(w) for w in raw_weights))
 
@@ -360,6 +404,11 @@ def _balancer(table: _Table | None) -> BalancerConfig:
         policy=table.choice("policy", POLICIES, "round_robin"),
         ring_size=table.integer("ring_size", 1024, minimum=1),
         choices=table.integer("choices", 2, minimum=1),
+        panic_threshold=table.number("panic_threshold", 0.0, minimum=0.0, maximum=100.0),
+        ewma=PeakEwmaConfig(
+            decay=table.duration("decay", 10.0, positive=True),
+            default_rtt=table.duration("default_rtt", 0.030, positive=True),
+        ),
     )
     table.done()
     return config
@@ -376,6 +425,166 @@ def _health(table: _Table | None) -> HealthConfig:
         healthy_threshold=table.integer("healthy_threshold", 2, minimum=1),
         jitter=table.number("jitter", 0.0, minimum=0.0, maximum=1.0),
         service=table.string("service", None),
+    )
+    table.done()
+    return config
+
+
+def _outlier(table: _Table | None) -> OutlierConfig | None:
+    if table is None:
+        return None
+    base = table.duration("base_ejection_time", 30.0, positive=True)
+    config = OutlierConfig(
+        interval=table.duration("interval", 10.0, positive=True),
+        base_ejection_time=base,
+        max_ejection_time=table.duration("max_ejection_time", max(300.0, base)),
+        max_ejection_percent=table.number("max_ejection_percent", 10.0, minimum=0.0, maximum=100.0),
+        failure_status_codes=table.statuses("failure_status_codes", SERVER_FAILURES),
+    )
+    consecutive = table.table("consecutive_failures", None)
+    if consecutive is not None:
+        config = attrs.evolve(
+            config,
+            consecutive_failures=ConsecutiveFailuresConfig(
+                threshold=consecutive.integer("threshold", 5, minimum=1),
+                enforcement_percentage=consecutive.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
+                status_codes=consecutive.statuses("status_codes", SERVER_FAILURES),
+            ),
+        )
+        consecutive.done()
+    success = table.table("success_rate", None)
+    if success is not None:
+        config = attrs.evolve(
+            config,
+            success_rate=SuccessRateConfig(
+                stdev_factor=success.integer("stdev_factor", 1900, minimum=0),
+                enforcement_percentage=success.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
+                minimum_hosts=success.integer("minimum_hosts", 5, minimum=1),
+                request_volume=success.integer("request_volume", 100, minimum=1),
+            ),
+        )
+        success.done()
+    failure = table.table("failure_percentage", None)
+    if failure is not None:
+        config = attrs.evolve(
+            config,
+            failure_percentage=FailurePercentageConfig(
+                threshold=failure.number("threshold", 85.0, minimum=0.0, maximum=100.0),
+                enforcement_percentage=failure.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
+                minimum_hosts=failure.integer("minimum_hosts", 5, minimum=1),
+                request_volume=failure.integer("request_volume", 50, minimum=1),
+            ),
+        )
+        failure.done()
+    if config.consecutive_failures is None and config.success_rate is None and config.failure_percentage is None:
+        table.fail(None, "needs at least one detector: consecutive_failures, success_rate or failure_percentage")
+    table.done()
+    return config
+
+
+def _policies(top: _Table) -> CallPolicies:
+    retry = None
+    retry_table = top.table("retry", None)
+    if retry_table is not None:
+        retry = _retry(retry_table)
+    hedging = None
+    hedging_table = top.table("hedging", None)
+    if hedging_table is not None:
+        hedging = HedgingPolicy(
+            max_attempts=hedging_table.integer("max_attempts", 2, minimum=2),
+            hedging_delay=hedging_table.duration("hedging_delay", 0.05),
+            non_fatal_status_codes=hedging_table.statuses("non_fatal_status_codes", frozenset()),
+            methods=hedging_table.names("methods", METHODS, METHODS),
+        )
+        if retry is not None:
+            both = [m for m in hedging.methods if m in retry.methods]
+            if both:
+                hedging_table.fail(
+                    "methods",
+                    f"method {both[0]!r} has a retry policy too; a method has retry or hedging, not both "
+                    "(give each a `methods` list)",
+                )
+        hedging_table.done()
+    throttle = None
+    throttle_table = top.table("retry_throttling", None)
+    if throttle_table is not None:
+        throttle = ThrottleConfig(
+            max_tokens=throttle_table.number("max_tokens", 100.0, above=0.0, maximum=1000.0),
+            token_ratio=throttle_table.number("token_ratio", 0.1, above=0.0),
+        )
+        throttle_table.done()
+    budget = None
+    budget_table = top.table("retry_budget", None)
+    if budget_table is not None:
+        budget = BudgetConfig(
+            budget_percent=budget_table.number("budget_percent", 20.0, minimum=0.0),
+            min_retry_concurrency=budget_table.integer("min_retry_concurrency", 3, minimum=0),
+        )
+        budget_table.done()
+    if retry is None and (throttle is not None or budget is not None) and hedging is None:
+        key = "retry_budget" if budget is not None else "retry_throttling"
+        top.fail(key, "limits retries, but there is neither [retry] nor [hedging]")
+    breakers = top.table("circuit_breaker", None)
+    replica_breaker = service_breaker = None
+    if breakers is not None:
+        replica = breakers.table("replica", None)
+        replica_breaker = None if replica is None else _breaker(replica)
+        service = breakers.table("service", None)
+        service_breaker = None if service is None else _breaker(service)
+        if replica_breaker is None and service_breaker is None:
+            breakers.fail(None, "needs [circuit_breaker.replica] or [circuit_breaker.service]")
+        breakers.done()
+    limits = None
+    limits_table = top.table("concurrency_limit", None)
+    if limits_table is not None:
+        limits = ConcurrencyLimit(
+            max_requests=limits_table.integer("max_requests", 1024, minimum=1),
+            max_pending=limits_table.integer("max_pending", 1024, minimum=0),
+        )
+        limits_table.done()
+    return CallPolicies(
+        retry=retry,
+        hedging=hedging,
+        throttle=throttle,
+        budget=budget,
+        replica_breaker=replica_breaker,
+        service_breaker=service_breaker,
+        limits=limits,
+    )
+
+
+def _retry(table: _Table) -> RetryPolicy:
+    initial = table.duration("initial_backoff", 0.1, positive=True)
+    policy = RetryPolicy(
+        max_attempts=table.integer("max_attempts", 3, minimum=2),
+        initial_backoff=initial,
+        max_backoff=table.duration("max_backoff", max(1.0, initial), positive=True),
+        backoff_multiplier=table.number("backoff_multiplier", 2.0, above=0.0),
+        jitter=table.number("jitter", 1.0, minimum=0.0, maximum=1.0),
+        retryable_status_codes=table.statuses("retryable_status_codes", frozenset({StatusCode.UNAVAILABLE})),
+        per_attempt_timeout=table.duration("per_attempt_timeout", None, positive=True),
+        methods=table.names("methods", METHODS, METHODS),
+    )
+    if policy.max_backoff < policy.initial_backoff:
+        table.fail("max_backoff", "must not be below initial_backoff")
+    if StatusCode.OK in policy.retryable_status_codes:
+        table.fail("retryable_status_codes", "OK is never retried")
+    table.done()
+    return policy
+
+
+def _breaker(table: _Table) -> BreakerConfig:
+    window_type = table.choice("window_type", ("count", "time"), "count")
+    config = BreakerConfig(
+        window_type=window_type,
+        window_size=table.integer("window_size", 100, minimum=1),
+        minimum_calls=table.integer("minimum_calls", 100, minimum=1),
+        failure_rate_threshold=table.number("failure_rate_threshold", 50.0, above=0.0, maximum=100.0),
+        slow_call_rate_threshold=table.number("slow_call_rate_threshold", 100.0, above=0.0, maximum=100.0),
+        slow_call_duration=table.duration("slow_call_duration", 60.0, positive=True),
+        wait_duration_in_open=table.duration("wait_duration_in_open", 60.0, positive=True),
+        permitted_calls_in_half_open=table.integer("permitted_calls_in_half_open", 10, minimum=1),
+        failure_status_codes=table.statuses("failure_status_codes", SERVER_FAILURES),
     )
     table.done()
     return config
@@ -441,7 +650,7 @@ def _client(table: _Table, services: list[str], duration: float) -> ClientConfig
 _FAULT_PARAMS = {
     FaultAction.KILL: (),
     FaultAction.LATENCY: ("add", "multiply"),
-    FaultAction.ERRORS: ("rate", "status"),
+    FaultAction.ERRORS: ("rate", "status", "pushback_ms"),
     FaultAction.BLACKHOLE: (),
     FaultAction.HEALTH: ("status",),
     FaultAction.PARTITION: ("client",),
@@ -459,7 +668,7 @@ def _fault(
     target = table.string("target")
     _check_target(table, "target", target, services)
     allowed = _FAULT_PARAMS[action]
-    for key in ("add", "multiply", "rate", "status", "client"):
+    for key in ("add", "multiply", "rate", "status", "client", "pushback_ms"):
         if table.has(key) and key not in allowed:
             table.fail(key, f"does not apply to a {action.value} fault")
     fault = FaultConfig(index=index, at=at, duration=length, action=action, target=target)
@@ -474,7 +683,7 @@ def _fault(
         status = table.status("status", StatusCode.UNAVAILABLE)
         if status is StatusCode.OK:
             table.fail("status", "an injected error cannot be OK")
-        fault = _evolve(fault, rate=rate, status=status)
+        fault = _evolve(fault, rate=rate, status=status, pushback_ms=table.integer("pushback_ms", None))
     elif action is FaultAction.HEALTH:
         health = table.choice("status", ("NOT_SERVING", "SERVICE_UNKNOWN"), "NOT_SERVING")
         fault = _evolve(fault, health=HealthStatus(health))

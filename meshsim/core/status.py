@@ -38,6 +38,20 @@ class StatusCode(enum.IntEnum):
             raise ValueError(f"unknown gRPC status {text!r}") from None
 
 
+# What counts as the server failing, for breakers and outlier detection: not OK, not
+# CANCELLED (a hedge the client called off), and not the caller's own mistakes.
+SERVER_FAILURES = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
+        StatusCode.RESOURCE_EXHAUSTED,
+        StatusCode.DATA_LOSS,
+    }
+)
+
+
 class HealthStatus(enum.Enum):
     """grpc.health.v1 serving states; a probe that times out is TIMEOUT, never SERVING."""
 

@@ -9,10 +9,12 @@ import attrs
 import trio
 
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import HealthChanged
+from meshsim.core.events import EndpointEjected, EndpointReturned, HealthChanged, PanicChanged
+from meshsim.core.ewma import PeakEwma
 from meshsim.core.health import HealthConfig, HealthTracker
+from meshsim.core.outlier import Ejection, OutlierConfig, OutlierDetector
 from meshsim.core.pickers import BalancerConfig, Picker, build_picker
-from meshsim.core.status import HealthStatus
+from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.actor import Mailbox
 from meshsim.runtime.observer import Observer
 
@@ -25,44 +27,77 @@ class HealthProbed:
     status: HealthStatus
 
 
-BalancerMessage = HealthProbed
+@attrs.frozen
+class SweepOutliers:
+    """Message: an outlier-detection interval has passed."""
+
+
+BalancerMessage = HealthProbed | SweepOutliers
 
 
 class Balancer:
     """Control plane in the mailbox, data plane in `picker`.
 
-    Calls read `self.picker` synchronously; every message that changes which
-    endpoints are pickable publishes a new picker.
+    Calls read `self.picker` synchronously; every change to which endpoints are
+    pickable (a health verdict, an ejection, a return) publishes a new picker.
+    Call outcomes arrive through `record_outcome`, synchronously from the call path,
+    the way A50's per-endpoint call counters are bumped by the data plane; only
+    verdicts drawn from them change state.
     """
 
     def __init__(
         self,
         name: str,
         client: str,
+        service: str,
         config: BalancerConfig,
         health: HealthConfig,
         endpoints: Sequence[Endpoint],
         rng: random.Random,
         observer: Observer,
+        outlier: OutlierConfig | None = None,
     ) -> None:
         self.name = name
         self.client = client
+        self.service = service
         self.config = config
         self.endpoints = tuple(endpoints)
         self._by_name = {e.name: e for e in self.endpoints}
         self._trackers = {e.name: HealthTracker(health) for e in self.endpoints}
         self._rng = rng
         self._observer = observer
+        self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
+        self.panic = False
+        if config.policy == "peak_ewma":
+            now = trio.current_time()
+            for endpoint in self.endpoints:
+                endpoint.latency = PeakEwma(config.ewma, now)
         self.mailbox: Mailbox[BalancerMessage] = Mailbox()
-        self.picker: Picker = build_picker(config, self.pickable(), rng)
+        self.picker: Picker = build_picker(config, self.pickable(), rng, trio.current_time, self.endpoints)
+
+    def usable(self, endpoint: Endpoint) -> bool:
+        ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)
+        return endpoint.healthy and endpoint.weight > 0 and not ejected
 
     def pickable(self) -> list[Endpoint]:
-        return [e for e in self.endpoints if e.healthy and e.weight > 0]
+        usable = [e for e in self.endpoints if self.usable(e)]
+        threshold = self.config.panic_threshold
+        panic = threshold > 0 and len(usable) * 100.0 < threshold * len(self.endpoints)
+        if panic != self.panic:
+            self.panic = panic
+            self._observer.emit(PanicChanged(trio.current_time(), self.client, self.service, panic))
+        if panic:
+            # Envoy's panic mode: too few usable endpoints, so spread over all of them.
+            return [e for e in self.endpoints if e.weight > 0]
+        return usable
 
     def publish(self) -> None:
-        self.picker = build_picker(self.config, self.pickable(), self._rng)
+        self.picker = build_picker(self.config, self.pickable(), self._rng, trio.current_time, self.endpoints)
 
     def handle(self, message: BalancerMessage) -> None:
+        if isinstance(message, SweepOutliers):
+            self._sweep()
+            return
         endpoint = self._by_name[message.endpoint]
         verdict = self._trackers[endpoint.name].observe(message.status)
         if verdict is None:
@@ -71,6 +106,46 @@ class Balancer:
         self._observer.emit(HealthChanged(trio.current_time(), self.client, endpoint.name, verdict, message.status))
         self.publish()
 
+    def record_outcome(self, endpoint: Endpoint, status: StatusCode, rtt: float, now: float) -> None:
+        """An attempt on `endpoint` ended (called by the call path)."""
+        if endpoint.latency is not None and status is not StatusCode.CANCELLED:
+            endpoint.latency.observe(rtt, now)
+        if self.outlier is not None and status is not StatusCode.CANCELLED:
+            ejection = self.outlier.record(endpoint.name, status, now)
+            if ejection is not None:
+                self._ejected([ejection], now)
+                self.publish()
+
+    def _sweep(self) -> None:
+        assert self.outlier is not None
+        now = trio.current_time()
+        ejections, returned = self.outlier.sweep(now)
+        self._ejected(ejections, now)
+        for name in returned:
+            self._observer.emit(EndpointReturned(now, self.client, name))
+        if ejections or returned:
+            self.publish()
+
+    def _ejected(self, ejections: list[Ejection], now: float) -> None:
+        for ejection in ejections:
+            self._observer.emit(
+                EndpointEjected(now, self.client, ejection.endpoint, ejection.detector, ejection.duration)
+            )
+
     async def run(self) -> None:
         while True:
             self.handle(await self.mailbox.receive())
+
+
+class OutlierSweeper:
+    """Tells a balancer each time an outlier-detection interval has passed."""
+
+    def __init__(self, name: str, interval: float, balancer: Mailbox[BalancerMessage]) -> None:
+        self.name = name
+        self._interval = interval
+        self._balancer = balancer
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(self._interval)
+            await self._balancer.send(SweepOutliers())

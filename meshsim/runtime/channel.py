@@ -1,55 +1,112 @@
-"""The call path: pick an endpoint, hand the call to the transport, account for how it ended."""
+"""The call path: admission (limits, service breaker), then a call's attempts, then accounting.
+
+`MeshChannel` is one client's channel to one service. `start()` admits a call and
+runs it as a `CallRun`: a small state machine on the completion queue that sends
+attempts (the first, retries after backoff, hedges on their delay), decides from
+each attempt's status what happens next, and ends the call exactly once.
+
+Deadlines: a call's deadline bounds every attempt and hedge (an attempt's own
+deadline is the earlier of the call's and its per-attempt timeout), and the call
+never outlives it; when it passes, the attempts still running end with
+DEADLINE_EXCEEDED, which is what each of them records.
+"""
 
 from __future__ import annotations
 
+import collections
+import random
 from collections.abc import Callable
 
 import trio
 
+from meshsim.core.breaker import BreakerState, CircuitBreaker
 from meshsim.core.calls import CallSpec
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import RequestFinished, RequestStarted
+from meshsim.core.events import (
+    AttemptFinished,
+    AttemptKind,
+    BreakerChanged,
+    RequestFinished,
+    RequestStarted,
+    RetryRefused,
+)
+from meshsim.core.policies import CallPolicies
+from meshsim.core.retry import RetryBudget, RetryThrottle
 from meshsim.core.status import StatusCode
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.observer import Observer
-from meshsim.runtime.transport import Transport
+from meshsim.runtime.timers import Timer, TimerQueue
+from meshsim.runtime.transport import AttemptHandle, Transport
 
 Finished = Callable[[RequestFinished], None]
 
+# How many extra picks a retry or hedge may take to find a replica it has not tried.
+_REPICKS = 8
+
 
 class MeshChannel:
-    """One client's channel to one service: a balancer's picker in front of a transport.
+    """One client's channel to one service: policies and a balancer's picker in front of a transport.
 
-    Every call started here ends in exactly one RequestFinished on the bus, with the
-    status it ended with; a call for which no endpoint is pickable ends at once with
-    UNAVAILABLE, as a gRPC channel in TRANSIENT_FAILURE fails a call that is not
-    wait-for-ready.
+    Every call started here ends in exactly one RequestFinished on the bus. A call
+    for which no endpoint is pickable fails its attempt at once with UNAVAILABLE, as
+    a gRPC channel in TRANSIENT_FAILURE fails a call that is not wait-for-ready.
     """
 
-    def __init__(self, client: str, service: str, balancer: Balancer, transport: Transport, observer: Observer) -> None:
+    def __init__(
+        self,
+        client: str,
+        service: str,
+        balancer: Balancer,
+        transport: Transport,
+        observer: Observer,
+        timers: TimerQueue,
+        policies: CallPolicies | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.client = client
         self.service = service
         self.balancer = balancer
-        self._transport = transport
-        self._observer = observer
+        self.transport = transport
+        self.observer = observer
+        self.timers = timers
+        self.policies = policies or CallPolicies()
+        self.rng = rng or random.Random(f"channel/{client}/{service}")
         self._announce = observer.wants(RequestStarted)
+        policies = self.policies
+        self.throttle = None if policies.throttle is None else RetryThrottle(policies.throttle)
+        self.budget = None if policies.budget is None else RetryBudget(policies.budget)
+        self.service_breaker = None if policies.service_breaker is None else CircuitBreaker(policies.service_breaker)
+        self._replica_breakers: dict[str, CircuitBreaker] = {}
+        if policies.replica_breaker is not None:
+            self._replica_breakers = {e.name: CircuitBreaker(policies.replica_breaker) for e in balancer.endpoints}
+        self.active_calls = 0
+        self._pending: collections.deque[CallRun] = collections.deque()
+        self.pending_calls = 0
+
+    # --- admission ----------------------------------------------------------------
 
     def start(self, call: CallSpec, on_finished: Finished | None = None) -> None:
         now = trio.current_time()
         if self._announce:
-            self._observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
-        endpoint = self.balancer.picker.pick(call.key)
-        if endpoint is None:
-            self._finish(call, None, now, StatusCode.UNAVAILABLE, on_finished)
+            self.observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
+        run = CallRun(self, call, now, on_finished)
+        if self.service_breaker is not None:
+            allowed, moved = self.service_breaker.try_acquire(now)
+            self._breaker_moved("service", self.service, moved, now)
+            if not allowed:
+                run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
+                return
+        limits = self.policies.limits
+        if limits is not None and self.active_calls >= limits.max_requests:
+            if self.pending_calls >= limits.max_pending:
+                run.finish(StatusCode.UNAVAILABLE)  # Envoy's overflow
+                return
+            run.wait_for_slot()
+            self._pending.append(run)
+            self.pending_calls += 1
             return
-        endpoint.in_flight += 1
-        deadline_at = None if call.deadline is None else now + call.deadline
-
-        def done(status: StatusCode) -> None:
-            endpoint.in_flight -= 1
-            self._finish(call, endpoint, now, status, on_finished)
-
-        self._transport.start_call(endpoint.name, call, deadline_at, done)
+        self.active_calls += 1
+        run.begin()
 
     async def call(self, call: CallSpec) -> RequestFinished:
         """Start a call and wait for how it ended (for code that wants one task per call)."""
@@ -64,24 +121,316 @@ class MeshChannel:
         await finished.wait()
         return result[0]
 
-    def _finish(
-        self,
-        call: CallSpec,
-        endpoint: Endpoint | None,
-        started: float,
-        status: StatusCode,
-        on_finished: Finished | None,
+    def call_ended(self, run: CallRun, status: StatusCode, now: float) -> None:
+        if run.queued:
+            self.pending_calls -= 1  # its deadline passed while it waited for a slot
+            run.queued = False
+        if run.admitted:
+            self.active_calls -= 1
+            if self.service_breaker is not None and run.attempts:
+                moved = self.service_breaker.record(now, status, now - run.started)
+                self._breaker_moved("service", self.service, moved, now)
+            while self._pending:
+                waiting = self._pending.popleft()
+                if not waiting.done:
+                    self.pending_calls -= 1
+                    waiting.queued = False
+                    self.active_calls += 1
+                    waiting.begin()
+                    break
+
+    # --- attempts -------------------------------------------------------------------
+
+    def pick(self, key: str | None, avoid: list[Endpoint]) -> Endpoint | None:
+        """The picker's choice, re-picked a few times to prefer a replica this call has not tried."""
+        picker = self.balancer.picker
+        endpoint = picker.pick(key)
+        if endpoint is None or endpoint not in avoid:
+            return endpoint
+        for _ in range(min(len(self.balancer.endpoints), _REPICKS)):
+            candidate = picker.pick(key)
+            if candidate is not None and candidate not in avoid:
+                return candidate
+        return endpoint
+
+    def replica_breaker_allows(self, endpoint: Endpoint, now: float) -> bool:
+        breaker = self._replica_breakers.get(endpoint.name)
+        if breaker is None:
+            return True
+        allowed, moved = breaker.try_acquire(now)
+        self._breaker_moved("replica", endpoint.name, moved, now)
+        return allowed
+
+    def attempt_ended(
+        self, endpoint: Endpoint | None, kind: AttemptKind, status: StatusCode, started: float, now: float
     ) -> None:
-        event = RequestFinished(
-            client=self.client,
-            service=self.service,
-            endpoint=None if endpoint is None else endpoint.name,
-            pattern=call.pattern,
-            status=status,
-            started=started,
-            finished=trio.current_time(),
-            key=call.key,
+        self.observer.emit(
+            AttemptFinished(
+                self.client, self.service, None if endpoint is None else endpoint.name, kind, status, started, now
+            )
         )
-        self._observer.emit(event)
-        if on_finished is not None:
-            on_finished(event)
+        if endpoint is None:
+            return
+        if status is not StatusCode.CANCELLED:
+            breaker = self._replica_breakers.get(endpoint.name)
+            if breaker is not None:
+                self._breaker_moved("replica", endpoint.name, breaker.record(now, status, now - started), now)
+        self.balancer.record_outcome(endpoint, status, now - started, now)
+
+    def refused(self, reason: str, now: float) -> None:
+        self.observer.emit(RetryRefused(now, self.client, self.service, reason))
+
+    def _breaker_moved(self, scope: str, target: str, moved: BreakerState | None, now: float) -> None:
+        if moved is not None:
+            self.observer.emit(BreakerChanged(now, self.client, scope, target, moved.value))
+
+
+class Attempt:
+    __slots__ = ("endpoint", "handle", "kind", "started")
+
+    def __init__(self, endpoint: Endpoint, kind: AttemptKind, started: float) -> None:
+        self.endpoint = endpoint
+        self.kind = kind
+        self.started = started
+        self.handle: AttemptHandle | None = None
+
+
+class CallRun:
+    """One call from admission to its single RequestFinished."""
+
+    __slots__ = (
+        "_backoff_step",
+        "_deadline_timer",
+        "_decider",
+        "_next_timer",
+        "_on_finished",
+        "_retry_reserved",
+        "active",
+        "admitted",
+        "attempts",
+        "call",
+        "channel",
+        "deadline_at",
+        "done",
+        "hedging",
+        "last_status",
+        "queued",
+        "retry",
+        "started",
+        "tried",
+    )
+
+    def __init__(self, channel: MeshChannel, call: CallSpec, started: float, on_finished: Finished | None) -> None:
+        self.channel = channel
+        self.call = call
+        self.started = started
+        self.deadline_at = None if call.deadline is None else started + call.deadline
+        self.retry = channel.policies.retry_for(call.pattern)
+        self.hedging = None if self.retry is not None else channel.policies.hedging_for(call.pattern)
+        self.active: list[Attempt] = []
+        self.tried: list[Endpoint] = []
+        self.attempts = 0
+        self.done = False
+        self.admitted = False
+        self.queued = False
+        self.last_status = StatusCode.UNAVAILABLE
+        self._on_finished = on_finished
+        self._deadline_timer: Timer | None = None
+        self._next_timer: Timer | None = None
+        self._backoff_step = 0
+        self._retry_reserved = False
+        self._decider: Endpoint | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def wait_for_slot(self) -> None:
+        """Queued behind a concurrency limit: the deadline still runs."""
+        self.queued = True
+        if self.deadline_at is not None:
+            self._deadline_timer = self.channel.timers.call_at(self.deadline_at, self._deadline_passed)
+
+    def begin(self) -> None:
+        self.admitted = True
+        timers = self.channel.timers
+        needs_clock = self.retry is not None or self.hedging is not None
+        if self.deadline_at is not None and needs_clock and self._deadline_timer is None:
+            self._deadline_timer = timers.call_at(self.deadline_at, self._deadline_passed)
+        self._send(AttemptKind.FIRST)
+        self._schedule_hedge()
+
+    def finish(self, status: StatusCode, cancel_with: StatusCode = StatusCode.CANCELLED) -> None:
+        if self.done:
+            return
+        self.done = True
+        channel = self.channel
+        now = trio.current_time()
+        for timer in (self._deadline_timer, self._next_timer):
+            if timer is not None:
+                timer.cancel()
+        if self._retry_reserved and channel.budget is not None:
+            channel.budget.active_retries -= 1
+            self._retry_reserved = False
+        for attempt in list(self.active):
+            assert attempt.handle is not None
+            attempt.handle.cancel(cancel_with)
+        decider = self._decider
+        event = RequestFinished(
+            client=channel.client,
+            service=channel.service,
+            endpoint=None if decider is None else decider.name,
+            pattern=self.call.pattern,
+            status=status,
+            started=self.started,
+            finished=now,
+            key=self.call.key,
+            attempts=self.attempts,
+        )
+        channel.observer.emit(event)
+        channel.call_ended(self, status, now)
+        if self._on_finished is not None:
+            self._on_finished(event)
+
+    def _deadline_passed(self) -> None:
+        self._deadline_timer = None
+        self.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
+
+    # --- attempts ---------------------------------------------------------------------
+
+    def _send(self, kind: AttemptKind) -> None:
+        channel = self.channel
+        now = trio.current_time()
+        self.attempts += 1
+        endpoint = channel.pick(self.call.key, self.tried)
+        if endpoint is None:
+            channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
+            self._after(None, kind, StatusCode.UNAVAILABLE, None, now)
+            return
+        self.tried.append(endpoint)
+        if not channel.replica_breaker_allows(endpoint, now):
+            channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
+            self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
+            return
+        deadline_at = self.deadline_at
+        retry = self.retry
+        if retry is not None and retry.per_attempt_timeout is not None:
+            own = now + retry.per_attempt_timeout
+            deadline_at = own if deadline_at is None else min(deadline_at, own)
+        attempt = Attempt(endpoint, kind, now)
+        endpoint.in_flight += 1
+        self.active.append(attempt)
+
+        def done(status: StatusCode, pushback: int | None) -> None:
+            endpoint.in_flight -= 1
+            self.active.remove(attempt)
+            ended = trio.current_time()
+            channel.attempt_ended(endpoint, kind, status, now, ended)
+            self._after(endpoint, kind, status, pushback, ended)
+
+        attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)
+
+    def _after(
+        self, endpoint: Endpoint | None, kind: AttemptKind, status: StatusCode, pushback: int | None, now: float
+    ) -> None:
+        """An attempt ended: decide what the call does next."""
+        channel = self.channel
+        if kind is AttemptKind.RETRY and self._retry_reserved and channel.budget is not None:
+            channel.budget.active_retries -= 1
+            self._retry_reserved = False
+        if self.done:
+            return
+        retry, hedging = self.retry, self.hedging
+        throttle = channel.throttle
+        if throttle is not None:
+            if status is StatusCode.OK:
+                throttle.record_success()
+            elif (retry is not None and status in retry.retryable_status_codes) or (
+                hedging is not None and status in hedging.non_fatal_status_codes
+            ):
+                throttle.record_failure()
+        self.last_status = status
+        if status is StatusCode.OK:
+            self._decider = endpoint
+            self.finish(status)
+        elif retry is not None:
+            self._decider = endpoint
+            self._maybe_retry(status, pushback, now)
+        elif hedging is not None:
+            if status not in hedging.non_fatal_status_codes:
+                self._decider = endpoint
+                self.finish(status)  # a fatal status ends the call, hedges or not
+            elif pushback is not None and pushback < 0:
+                self._stop_hedging_or_finish(endpoint, status)
+            elif self.attempts < hedging.attempts:
+                if self._next_timer is not None:
+                    self._next_timer.cancel()
+                delay = 0.0 if pushback is None else pushback / 1000.0
+                self._next_timer = channel.timers.call_at(now + delay, self._hedge)
+            else:
+                self._stop_hedging_or_finish(endpoint, status)
+        else:
+            self._decider = endpoint
+            self.finish(status)
+
+    def _maybe_retry(self, status: StatusCode, pushback: int | None, now: float) -> None:
+        retry = self.retry
+        assert retry is not None
+        channel = self.channel
+        timed_out_attempt = (
+            status is StatusCode.DEADLINE_EXCEEDED and self.deadline_at is not None and now < self.deadline_at
+        ) or (status is StatusCode.DEADLINE_EXCEEDED and self.deadline_at is None)
+        retryable = status in retry.retryable_status_codes or (
+            timed_out_attempt and retry.per_attempt_timeout is not None
+        )
+        if not retryable or (pushback is not None and pushback < 0) or self.attempts >= retry.attempts:
+            self.finish(status)
+            return
+        if channel.throttle is not None and not channel.throttle.allows_retry():
+            channel.refused("throttle", now)
+            self.finish(status)
+            return
+        if channel.budget is not None:
+            if not channel.budget.allows_retry(channel.active_calls):
+                channel.refused("budget", now)
+                self.finish(status)
+                return
+            channel.budget.active_retries += 1  # counted from now: waiting in backoff uses the budget
+            self._retry_reserved = True
+        if pushback is not None:
+            delay = pushback / 1000.0
+            self._backoff_step = 0
+        else:
+            self._backoff_step += 1
+            delay = retry.backoff(self._backoff_step, channel.rng)
+        self._next_timer = channel.timers.call_at(now + delay, self._send_retry)
+
+    def _send_retry(self) -> None:
+        self._next_timer = None
+        if not self.done:
+            self._send(AttemptKind.RETRY)
+
+    def _schedule_hedge(self) -> None:
+        hedging = self.hedging
+        if hedging is None or self.done or self.attempts >= hedging.attempts:
+            return
+        self._next_timer = self.channel.timers.call_at(trio.current_time() + hedging.hedging_delay, self._hedge)
+
+    def _hedge(self) -> None:
+        self._next_timer = None
+        if self.done:
+            return
+        channel = self.channel
+        if channel.throttle is not None and not channel.throttle.allows_retry():
+            channel.refused("throttle", trio.current_time())
+            if not self.active:
+                self.finish(self.last_status)
+            return
+        self._send(AttemptKind.HEDGE)
+        self._schedule_hedge()
+
+    def _stop_hedging_or_finish(self, endpoint: Endpoint | None, status: StatusCode) -> None:
+        if self._next_timer is not None:
+            self._next_timer.cancel()
+            self._next_timer = None
+        if not self.active:
+            self._decider = endpoint
+            self.finish(status)

@@ -9,7 +9,7 @@ import trio
 from meshsim.core.health import HealthConfig
 from meshsim.core.status import HealthStatus
 from meshsim.runtime.actor import Mailbox
-from meshsim.runtime.balancer import HealthProbed
+from meshsim.runtime.balancer import BalancerMessage, HealthProbed
 from meshsim.runtime.transport import Transport
 
 
@@ -21,7 +21,7 @@ class HealthChecker:
         service: str,
         config: HealthConfig,
         transport: Transport,
-        balancer: Mailbox[HealthProbed],
+        balancer: Mailbox[BalancerMessage],
         rng: random.Random,
     ) -> None:
         self.name = name

@@ -13,14 +13,21 @@ from typing import Protocol
 from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 
-OnDone = Callable[[StatusCode], None]
+# on_done(status, pushback_ms): pushback_ms is the server's grpc-retry-pushback-ms, or None.
+OnDone = Callable[[StatusCode, int | None], None]
+
+
+class AttemptHandle(Protocol):
+    def cancel(self, status: StatusCode) -> None:
+        """End the attempt now with `status` (calls its on_done); nothing if it already ended."""
+        ...
 
 
 class Transport(Protocol):
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> None:
-        """Start `call` on `endpoint`; `on_done(status)` is called exactly once, later, never from inside.
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
+        """Start one attempt of `call` on `endpoint`; `on_done` is called exactly once, never from inside.
 
-        `deadline_at` is absolute Trio time: the transport ends the call with
+        `deadline_at` is absolute Trio time: the transport ends the attempt with
         DEADLINE_EXCEEDED then if it has not finished.
         """
         ...

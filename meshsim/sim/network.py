@@ -12,7 +12,7 @@ from meshsim.core.scenario import Scenario
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import TimerQueue
 from meshsim.runtime.transport import OnDone
-from meshsim.sim.replica import SimReplica
+from meshsim.sim.replica import SimCall, SimReplica
 
 
 def actor_rng(seed: int, name: str) -> random.Random:
@@ -62,14 +62,13 @@ class SimTransport:
     def __init__(self, network: SimNetwork, client: str) -> None:
         self._network = network
         self._client = client
-        self._timers = network.timers
 
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> None:
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> SimCall:
+        replica = self._network.replicas[endpoint]
         if self._network.is_cut(self._client, endpoint):
             # A partition refuses the connection: the call fails fast, as against a dead host.
-            self._timers.call_soon(on_done, StatusCode.UNAVAILABLE)
-            return
-        self._network.replicas[endpoint].start_call(call, deadline_at, on_done)
+            return replica.refuse(on_done, StatusCode.UNAVAILABLE)
+        return replica.start_call(call, deadline_at, on_done)
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         if self._network.is_cut(self._client, endpoint):

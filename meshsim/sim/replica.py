@@ -3,12 +3,14 @@
 Calls are timers on the completion queue, not tasks. Rules, so that reports can be
 reasoned about:
 - a call's status is decided when service starts; an error answer takes the same
-  service time as a success;
+  service time as a success, and carries the pushback configured for that error;
 - a streaming call occupies the replica for `latency + messages * message_latency`;
 - a killed replica fails every call it holds (in service, queued, blackholed) with
   UNAVAILABLE at the kill, and refuses new ones with UNAVAILABLE; it comes back empty;
 - a blackholed replica holds calls until their deadline; calls with no deadline
-  resume when the blackhole lifts, as TCP retransmits would deliver them.
+  resume when the blackhole lifts, as TCP retransmits would deliver them;
+- a cancelled call (a hedge that lost, a call past its overall deadline) leaves at
+  once and frees its place.
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ from meshsim.runtime.transport import OnDone
 
 
 class SimCall:
-    __slots__ = ("call", "completion", "deadline", "on_done", "state", "status")
+    """One attempt as the replica holds it; also the handle the caller may cancel."""
+
+    __slots__ = ("call", "completion", "deadline", "on_done", "pushback", "replica", "state", "status")
 
     WAITING, QUEUED, SERVING, HELD, DONE = range(5)
 
-    def __init__(self, call: CallSpec, on_done: OnDone) -> None:
+    def __init__(self, replica: SimReplica, call: CallSpec | None, on_done: OnDone) -> None:
+        self.replica = replica
         self.call = call
         self.on_done = on_done
         self.deadline: Timer | None = None
         self.completion: Timer | None = None
         self.status = StatusCode.OK
+        self.pushback: int | None = None
         self.state = SimCall.WAITING
+
+    def cancel(self, status: StatusCode) -> None:
+        self.replica.cancel(self, status)
 
 
 class SimReplica:
@@ -63,7 +72,7 @@ class SimReplica:
         self.health_override: HealthStatus | None = None
         self._add = 0.0
         self._multiply = 1.0
-        self._errors: list[tuple[float, StatusCode]] = []
+        self._errors: list[tuple[float, StatusCode, int | None]] = []
 
     # --- faults -----------------------------------------------------------------
 
@@ -85,7 +94,7 @@ class SimReplica:
         for fault in self._faults:
             if fault.action is FaultAction.LATENCY:
                 self._multiply *= fault.multiply
-        self._errors = [(f.rate, f.status) for f in self._faults if f.action is FaultAction.ERRORS]
+        self._errors = [(f.rate, f.status, f.pushback_ms) for f in self._faults if f.action is FaultAction.ERRORS]
         health = [f.health for f in self._faults if f.action is FaultAction.HEALTH]
         self.health_override = health[-1] if health else None
         if self.down and not was_down:
@@ -98,19 +107,25 @@ class SimReplica:
 
     # --- calls ------------------------------------------------------------------
 
-    def start_call(self, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> None:
-        sim_call = SimCall(call, on_done)
+    def refuse(self, on_done: OnDone, status: StatusCode) -> SimCall:
+        """An attempt that fails at once (connection refused), still ending from the queue, not from inside."""
+        sim_call = SimCall(self, None, on_done)
+        sim_call.completion = self._timers.call_soon(self._end, sim_call, status)
+        return sim_call
+
+    def start_call(self, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> SimCall:
         if self.down:
-            self._timers.call_soon(self._end, sim_call, StatusCode.UNAVAILABLE)
-            return
+            return self.refuse(on_done, StatusCode.UNAVAILABLE)
+        sim_call = SimCall(self, call, on_done)
         self._live[sim_call] = None
         if deadline_at is not None:
             sim_call.deadline = self._timers.call_at(deadline_at, self._expire, sim_call)
         if self.blackholed:
             sim_call.state = SimCall.HELD
             self._held.append(sim_call)
-            return
-        self._admit(sim_call)
+        else:
+            self._admit(sim_call)
+        return sim_call
 
     def _admit(self, sim_call: SimCall) -> None:
         if self._capacity is None or self._busy < self._capacity:
@@ -119,7 +134,7 @@ class SimReplica:
             self._live.pop(sim_call, None)
             if sim_call.deadline is not None:
                 sim_call.deadline.cancel()
-            self._timers.call_soon(self._end, sim_call, StatusCode.RESOURCE_EXHAUSTED)
+            sim_call.completion = self._timers.call_soon(self._end, sim_call, StatusCode.RESOURCE_EXHAUSTED)
         else:
             sim_call.state = SimCall.QUEUED
             self._queue.append(sim_call)
@@ -129,18 +144,20 @@ class SimReplica:
         rng = self._rng
         seconds = self._latency.sample(rng)
         call = sim_call.call
+        assert call is not None
         if call.pattern is not Pattern.UNARY:
             sample = self._message_latency.sample
             for _ in range(call.messages):
                 seconds += sample(rng)
         seconds = seconds * self._multiply + self._add
-        status = StatusCode.OK
-        if self.service.error_rate and rng.random() < self.service.error_rate:
-            status = self.service.error_status
-        for rate, code in self._errors:
-            if rng.random() < rate and status is StatusCode.OK:
-                status = code
-        sim_call.status = status
+        service = self.service
+        if service.error_rate and rng.random() < service.error_rate:
+            sim_call.status = service.error_status
+            sim_call.pushback = service.error_pushback_ms
+        for rate, code, pushback in self._errors:
+            if rng.random() < rate and sim_call.status is StatusCode.OK:
+                sim_call.status = code
+                sim_call.pushback = pushback
         sim_call.state = SimCall.SERVING
         self._busy += 1
         sim_call.completion = self._timers.call_at(trio.current_time() + seconds, self._complete, sim_call)
@@ -149,18 +166,33 @@ class SimReplica:
         if sim_call.deadline is not None:
             sim_call.deadline.cancel()
         self._release(sim_call)
-        self._end(sim_call, sim_call.status)
+        self._end(sim_call, sim_call.status, sim_call.pushback)
 
     def _expire(self, sim_call: SimCall) -> None:
-        if sim_call.state == SimCall.SERVING:
+        self._leave(sim_call)
+        self._end(sim_call, StatusCode.DEADLINE_EXCEEDED)
+
+    def cancel(self, sim_call: SimCall, status: StatusCode) -> None:
+        if sim_call.state == SimCall.DONE:
+            return
+        if sim_call.deadline is not None:
+            sim_call.deadline.cancel()
+        self._leave(sim_call)
+        self._end(sim_call, status)
+
+    def _leave(self, sim_call: SimCall) -> None:
+        """Take a call out of wherever it is, without ending it."""
+        state = sim_call.state
+        if state == SimCall.SERVING:
             assert sim_call.completion is not None
             sim_call.completion.cancel()
             self._release(sim_call)
-        elif sim_call.state == SimCall.QUEUED:
+        elif state == SimCall.QUEUED:
             self._queued -= 1  # left in the deque, skipped when reached
-            sim_call.state = SimCall.DONE
+        elif state == SimCall.WAITING and sim_call.completion is not None:
+            sim_call.completion.cancel()
+        sim_call.state = SimCall.DONE
         self._live.pop(sim_call, None)
-        self._end(sim_call, StatusCode.DEADLINE_EXCEEDED)
 
     def _release(self, sim_call: SimCall) -> None:
         """A serving call leaves: free its slot and start the next queued call."""
@@ -175,9 +207,9 @@ class SimReplica:
                 self._serve(waiting)
                 return
 
-    def _end(self, sim_call: SimCall, status: StatusCode) -> None:
+    def _end(self, sim_call: SimCall, status: StatusCode, pushback: int | None = None) -> None:
         sim_call.state = SimCall.DONE
-        sim_call.on_done(status)
+        sim_call.on_done(status, pushback if status is not StatusCode.OK else None)
 
     def _fail_everything(self, status: StatusCode) -> None:
         """Every call this replica holds ends now with `status`, in the order they arrived."""
@@ -193,7 +225,7 @@ class SimReplica:
         self._queued = 0
         self._busy = 0
         for sim_call in doomed:
-            sim_call.on_done(status)
+            sim_call.on_done(status, None)
 
     def abort(self, status: StatusCode) -> None:
         self._fail_everything(status)

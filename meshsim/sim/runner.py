@@ -14,7 +14,7 @@ from meshsim.core.report import Report, build_report
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.actor import Supervisor
-from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.balancer import Balancer, OutlierSweeper
 from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.load import LoadClient
@@ -81,13 +81,18 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
             balancer = Balancer(
                 f"balancer:{config.name}",
                 config.name,
+                service.name,
                 scenario.balancer,
                 scenario.health,
                 endpoints,
                 actor_rng(seed, f"balancer:{config.name}"),
                 observer,
+                scenario.outlier,
             )
             supervisor.start(balancer)
+            if scenario.outlier is not None:
+                sweeper = OutlierSweeper(f"outliers:{config.name}", scenario.outlier.interval, balancer.mailbox)
+                supervisor.start(sweeper)
             if scenario.health.enabled:
                 health_service = scenario.health.service if scenario.health.service is not None else service.name
                 for endpoint in endpoints:
@@ -103,7 +108,16 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
                             actor_rng(seed, checker_name),
                         )
                     )
-            channel = MeshChannel(config.name, service.name, balancer, transport, observer)
+            channel = MeshChannel(
+                config.name,
+                service.name,
+                balancer,
+                transport,
+                observer,
+                timers,
+                scenario.policies,
+                actor_rng(seed, f"channel:{config.name}"),
+            )
             clients.append(
                 LoadClient(
                     config,
