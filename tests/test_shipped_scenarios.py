@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
 
-from meshsim.core.events import RequestFinished, RequestStarted
-from meshsim.core.pickers import BalancerConfig
+from meshsim.core.events import AttemptFinished, RequestFinished, RequestStarted
+from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.report import Report
 from meshsim.core.scenario import Scenario
 from meshsim.runtime.observer import Observer
@@ -16,37 +17,55 @@ from meshsim.sim.runner import run_scenario
 from tests.conftest import ROOT, SCENARIOS
 
 
-def run_counting(scenario: Scenario) -> tuple[Report, dict[str, int], dict[str, int]]:
+def run_counting(
+    scenario: Scenario, on_finished: Callable[[RequestFinished], None] | None = None
+) -> tuple[Report, dict[str, int], dict[str, int]]:
+    """Run `scenario`, counting calls started and finished per client; checks attempts add up per call."""
     observer = Observer()
     started: dict[str, int] = {}
     finished: dict[str, int] = {}
+    attempts_sent = 0
+    attempts_claimed = 0
 
     def on_start(event: RequestStarted) -> None:
         started[event.client] = started.get(event.client, 0) + 1
 
+    def on_attempt(event: AttemptFinished) -> None:
+        nonlocal attempts_sent
+        attempts_sent += 1
+
     def on_finish(event: RequestFinished) -> None:
+        nonlocal attempts_claimed
         finished[event.client] = finished.get(event.client, 0) + 1
+        attempts_claimed += event.attempts
 
     observer.subscribe(RequestStarted, on_start)
+    observer.subscribe(AttemptFinished, on_attempt)
     observer.subscribe(RequestFinished, on_finish)
-    return run_scenario(scenario, observer=observer), started, finished
+    if on_finished is not None:
+        observer.subscribe(RequestFinished, on_finished)
+    report = run_scenario(scenario, observer=observer)
+    assert attempts_sent == attempts_claimed == report.counts.attempts
+    return report, started, finished
 
 
 def assert_accounts_add_up(report: Report) -> None:
-    totals = report.totals
+    totals, counts = report.totals, report.counts
     assert totals.requests == sum(totals.by_status.values())
     assert totals.ok + totals.failed == totals.requests
-    assert totals.requests == sum(e.calls.requests for e in report.endpoints) + report.unrouted.requests
     assert totals.requests == sum(calls.requests for _, calls in report.clients)
     assert totals.requests == sum(b.calls.requests for b in report.timeline)
-    for status, count in totals.by_status.items():
-        per_endpoint = sum(e.calls.by_status.get(status, 0) for e in report.endpoints)
-        assert per_endpoint + report.unrouted.by_status.get(status, 0) == count
+    # Replicas count attempts: every attempt reached one replica or none.
+    assert counts.attempts == sum(e.calls.requests for e in report.endpoints) + report.unrouted.requests
+    assert counts.attempts == sum(b.attempts for b in report.timeline)
+    assert counts.retries >= sum(e.counts.retries for e in report.endpoints)
+    assert counts.hedges >= sum(e.counts.hedges for e in report.endpoints)
+    assert counts.attempts >= totals.requests - report.not_attempted
 
 
 def test_there_is_a_scenario_per_policy() -> None:
     policies = {Scenario.from_toml(path).balancer.policy for path in SCENARIOS}
-    assert policies == {"round_robin", "random", "weighted_round_robin", "least_connections", "p2c", "consistent_hash"}
+    assert policies == set(POLICIES)
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

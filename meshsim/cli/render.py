@@ -48,12 +48,21 @@ def render_report(report: Report, wall_seconds: float | None = None) -> Renderab
         f"  ·  success {_rate(totals)}",
         f"  ·  failures: {_statuses(totals)}",
     )
-    parts: list[RenderableType] = [header, summary, _latency_table("Latency", totals.latency)]
+    counts = report.counts
+    amplification = "-" if math.isnan(counts.amplification) else f"{counts.amplification:.3f}"
+    attempts = Text(
+        f"{counts.attempts} attempts  ·  {counts.retries} retries  ·  {counts.hedges} hedges  ·  "
+        f"amplification {amplification}  ·  {report.budget_exhausted} retries refused"
+        + (f"  ·  {report.not_attempted} calls refused before any attempt" if report.not_attempted else "")
+    )
+    parts: list[RenderableType] = [header, summary, attempts, _latency_table("Latency", totals.latency)]
 
     replicas = Table(title="Replicas", title_justify="left", show_edge=False)
     for column, justify in (
         ("replica", "left"),
-        ("calls", "right"),
+        ("attempts", "right"),
+        ("retries", "right"),
+        ("hedges", "right"),
         ("success", "right"),
         ("p50 ms", "right"),
         ("p99 ms", "right"),
@@ -66,6 +75,8 @@ def render_report(report: Report, wall_seconds: float | None = None) -> Renderab
         replicas.add_row(
             endpoint.name,
             str(calls.requests),
+            str(endpoint.counts.retries),
+            str(endpoint.counts.hedges),
             _rate(calls),
             _ms(calls.latency.p50),
             _ms(calls.latency.p99),
@@ -73,7 +84,8 @@ def render_report(report: Report, wall_seconds: float | None = None) -> Renderab
             str(len(endpoint.health)),
         )
     if report.unrouted.requests:
-        replicas.add_row("(no endpoint)", str(report.unrouted.requests), "-", "-", "-", _statuses(report.unrouted), "")
+        unrouted = report.unrouted
+        replicas.add_row("(not sent)", str(unrouted.requests), "", "", "-", "-", "-", _statuses(unrouted), "")
     parts.append(replicas)
 
     if report.faults:
@@ -94,6 +106,32 @@ def render_report(report: Report, wall_seconds: float | None = None) -> Renderab
             health.add_row(f"{change.at:.3f}", change.client, change.endpoint, state, change.last_probe.value)
         parts.append(health)
 
+    if report.ejections:
+        ejections = Table(title="Outlier ejections", title_justify="left", show_edge=False)
+        for column in ("at s", "client", "replica", "detector", "for s", "back at s"):
+            ejections.add_column(column)
+        for j in report.ejections:
+            back = "-" if j.returned_at is None else f"{j.returned_at:.3f}"
+            ejections.add_row(f"{j.at:.3f}", j.client, j.endpoint, j.detector, f"{j.duration:g}", back)
+        parts.append(ejections)
+
+    if report.breakers:
+        breakers = Table(title="Circuit breakers", title_justify="left", show_edge=False)
+        for column in ("at s", "client", "scope", "target", "state"):
+            breakers.add_column(column)
+        for b in report.breakers:
+            style = {"OPEN": "red", "HALF_OPEN": "yellow"}.get(b.state, "green")
+            breakers.add_row(f"{b.at:.3f}", b.client, b.scope, b.target, Text(b.state, style))
+        parts.append(breakers)
+
+    if report.panics:
+        panics = Table(title="Panic mode", title_justify="left", show_edge=False)
+        for column in ("client", "service", "from s", "until s"):
+            panics.add_column(column)
+        for p in report.panics:
+            panics.add_row(p.client, p.service, f"{p.start:.3f}", "-" if p.end is None else f"{p.end:.3f}")
+        parts.append(panics)
+
     if report.assertions:
         verdicts = Table(title="Assertions", title_justify="left", show_edge=False)
         for column in ("", "assertion", "scope", "observed", "expected"):
@@ -103,7 +141,7 @@ def render_report(report: Report, wall_seconds: float | None = None) -> Renderab
             observed = "no calls" if math.isnan(result.observed) else f"{result.observed:.6g}"
             window = result.config.window
             scope = result.config.scope_label + (f" {window[0]:g}-{window[1]:g}s" if window else "")
-            verdicts.add_row(mark, result.config.name, scope, observed, result.expected)
+            verdicts.add_row(mark, Text(result.config.name), scope, observed, result.expected)
         parts.append(verdicts)
 
     return Panel(Group(*parts), title="meshsim report", border_style="green" if report.passed else "red")

@@ -25,6 +25,8 @@ from meshsim.cli.app import Application
 @click.pass_obj
 def run(app: Application, scenario_path: str, seed: int | None, json_path: str | None, quiet: bool) -> None:
     """Run SCENARIO deterministically; exit 0 when its assertions pass, 1 when one fails, 2 on bad input."""
+    from rich.markup import escape
+
     from meshsim.cli.progress import VirtualTimeProgress
     from meshsim.cli.render import render_report
     from meshsim.core.scenario import Scenario, ScenarioError
@@ -64,14 +66,16 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
         command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}"
         for result in failed:
             show.print(
-                f"[bold red]FAILED[/] {result.config.name}: observed {_observed(result.observed)}, "
+                f"[bold red]FAILED[/] {escape(result.config.name)}: observed {_observed(result.observed)}, "
                 f"expected {result.expected}",
                 soft_wrap=True,
             )
         # Never wrapped: people copy this line.
-        show.print(f"reproduce with: [bold]{command}[/]", soft_wrap=True)
+        show.print(f"reproduce with: [bold]{escape(command)}[/]", soft_wrap=True)
         raise SystemExit(1)
-    show.print(f"[bold green]PASSED[/] {scenario.name} (seed {scenario.seed}, {len(report.assertions)} assertion(s))")
+    show.print(
+        f"[bold green]PASSED[/] {escape(scenario.name)} (seed {scenario.seed}, {len(report.assertions)} assertion(s))"
+    )
 
 
 def _observed(value: float) -> str:

@@ -93,6 +93,7 @@ class _Table:
         raise ScenarioError(f"{self.file}: {where}: {message}")
 
     def has(self, key: str) -> bool:
+        self._read.add(key)  # asked about, so a near miss gets a "did you mean"
         return key in self.data
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
@@ -521,9 +522,10 @@ def _policies(top: _Table) -> CallPolicies:
             min_retry_concurrency=budget_table.integer("min_retry_concurrency", 3, minimum=0),
         )
         budget_table.done()
-    if retry is None and (throttle is not None or budget is not None) and hedging is None:
-        key = "retry_budget" if budget is not None else "retry_throttling"
-        top.fail(key, "limits retries, but there is neither [retry] nor [hedging]")
+    if budget is not None and retry is None:
+        top.fail("retry_budget", "limits retries, but there is no [retry] (hedges are limited by [retry_throttling])")
+    if throttle is not None and retry is None and hedging is None:
+        top.fail("retry_throttling", "limits retries and hedges, but there is neither [retry] nor [hedging]")
     breakers = top.table("circuit_breaker", None)
     replica_breaker = service_breaker = None
     if breakers is not None:
@@ -729,6 +731,8 @@ def _assertion(
         table.fail("scope", f"no replica named {scope_name!r}")
     if kind == "client" and scope_name not in clients:
         table.fail("scope", f"no client named {scope_name!r}")
+    if kind == "replica" and metric in ("key_affinity", "budget_exhausted", "panic_seconds"):
+        table.fail("scope", f"{metric} is measured per client or service, not per replica")
     window = None
     if table.has("window"):
         raw_window = table.raw("window")

@@ -80,16 +80,19 @@ class MeshChannel:
         if policies.replica_breaker is not None:
             self._replica_breakers = {e.name: CircuitBreaker(policies.replica_breaker) for e in balancer.endpoints}
         self.active_calls = 0
+        # Every call not yet ended, in start order (a dict, so the order is never an address's).
+        self._live: dict[CallRun, None] = {}
         self._pending: collections.deque[CallRun] = collections.deque()
         self.pending_calls = 0
 
     # --- admission ----------------------------------------------------------------
 
     def start(self, call: CallSpec, on_finished: Finished | None = None) -> None:
-        now = trio.current_time()
+        now = self.timers.now()
         if self._announce:
             self.observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
         run = CallRun(self, call, now, on_finished)
+        self._live[run] = None
         if self.service_breaker is not None:
             allowed, moved = self.service_breaker.try_acquire(now)
             self._breaker_moved("service", self.service, moved, now)
@@ -121,7 +124,13 @@ class MeshChannel:
         await finished.wait()
         return result[0]
 
+    def abort(self, status: StatusCode) -> None:
+        """End every call still going (in flight, in backoff, waiting for a slot) with `status`."""
+        for run in list(self._live):
+            run.finish(status, cancel_with=status)
+
     def call_ended(self, run: CallRun, status: StatusCode, now: float) -> None:
+        self._live.pop(run, None)
         if run.queued:
             self.pending_calls -= 1  # its deadline passed while it waited for a slot
             run.queued = False
@@ -142,14 +151,19 @@ class MeshChannel:
     # --- attempts -------------------------------------------------------------------
 
     def pick(self, key: str | None, avoid: list[Endpoint]) -> Endpoint | None:
-        """The picker's choice, re-picked a few times to prefer a replica this call has not tried."""
-        picker = self.balancer.picker
+        """The picker's choice, unless this call already tried it: then another pick or two, and
+        failing that the first usable endpoint not yet tried (Envoy's previous_hosts predicate)."""
+        balancer = self.balancer
+        picker = balancer.picker
         endpoint = picker.pick(key)
         if endpoint is None or endpoint not in avoid:
             return endpoint
-        for _ in range(min(len(self.balancer.endpoints), _REPICKS)):
+        for _ in range(min(len(balancer.endpoints), _REPICKS)):
             candidate = picker.pick(key)
             if candidate is not None and candidate not in avoid:
+                return candidate
+        for candidate in balancer.endpoints:
+            if candidate not in avoid and balancer.usable(candidate):
                 return candidate
         return endpoint
 
@@ -263,7 +277,7 @@ class CallRun:
             return
         self.done = True
         channel = self.channel
-        now = trio.current_time()
+        now = channel.timers.now()
         for timer in (self._deadline_timer, self._next_timer):
             if timer is not None:
                 timer.cancel()
@@ -298,7 +312,7 @@ class CallRun:
 
     def _send(self, kind: AttemptKind) -> None:
         channel = self.channel
-        now = trio.current_time()
+        now = channel.timers.now()
         self.attempts += 1
         endpoint = channel.pick(self.call.key, self.tried)
         if endpoint is None:
@@ -322,7 +336,7 @@ class CallRun:
         def done(status: StatusCode, pushback: int | None) -> None:
             endpoint.in_flight -= 1
             self.active.remove(attempt)
-            ended = trio.current_time()
+            ended = channel.timers.now()
             channel.attempt_ended(endpoint, kind, status, now, ended)
             self._after(endpoint, kind, status, pushback, ended)
 
@@ -412,20 +426,27 @@ class CallRun:
         hedging = self.hedging
         if hedging is None or self.done or self.attempts >= hedging.attempts:
             return
-        self._next_timer = self.channel.timers.call_at(trio.current_time() + hedging.hedging_delay, self._hedge)
+        self._next_timer = self.channel.timers.call_at(self.channel.timers.now() + hedging.hedging_delay, self._hedge)
 
     def _hedge(self) -> None:
         self._next_timer = None
-        if self.done:
+        hedging = self.hedging
+        if self.done or hedging is None:
+            return
+        if self.attempts >= hedging.attempts:
+            if not self.active:
+                self.finish(self.last_status)
             return
         channel = self.channel
         if channel.throttle is not None and not channel.throttle.allows_retry():
-            channel.refused("throttle", trio.current_time())
+            channel.refused("throttle", channel.timers.now())
             if not self.active:
                 self.finish(self.last_status)
             return
         self._send(AttemptKind.HEDGE)
-        self._schedule_hedge()
+        # The attempt may already have failed non-fatally and scheduled the next hedge.
+        if self._next_timer is None:
+            self._schedule_hedge()
 
     def _stop_hedging_or_finish(self, endpoint: Endpoint | None, status: StatusCode) -> None:
         if self._next_timer is not None:

@@ -117,7 +117,7 @@ class LoadClient:
             await self._idle.wait()
 
     def _arrive(self) -> None:
-        now = trio.current_time()
+        now = self._timers.now()
         if now >= self._stop:
             return
         self._send()
@@ -140,12 +140,12 @@ class LoadClient:
                 self._timers.call_at(next_at, self._next_closed_loop_call)
                 self._outstanding += 1  # reserved: the worker is not idle while it pauses
                 return
-        if self._outstanding == 0 and trio.current_time() >= self._stop:
+        if self._outstanding == 0 and self._timers.now() >= self._stop:
             self._idle.set()
 
     def _next_closed_loop_call(self) -> None:
         self._outstanding -= 1
-        if trio.current_time() >= self._stop:
+        if self._timers.now() >= self._stop:
             if self._outstanding == 0:
                 self._idle.set()
             return

@@ -160,7 +160,7 @@ class SimReplica:
                 sim_call.pushback = pushback
         sim_call.state = SimCall.SERVING
         self._busy += 1
-        sim_call.completion = self._timers.call_at(trio.current_time() + seconds, self._complete, sim_call)
+        sim_call.completion = self._timers.call_at(self._timers.now() + seconds, self._complete, sim_call)
 
     def _complete(self, sim_call: SimCall) -> None:
         if sim_call.deadline is not None:

@@ -8,7 +8,6 @@ import trio
 import trio.testing
 
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import FaultApplied, FaultCleared, HealthChanged, RequestFinished
 from meshsim.core.recording import RunRecorder
 from meshsim.core.report import Report, build_report
 from meshsim.core.scenario import Scenario
@@ -45,10 +44,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, observer:
     """
     observer = observer or Observer()
     recorder = RunRecorder()
-    observer.subscribe(RequestFinished, recorder.on_request)
-    observer.subscribe(HealthChanged, recorder.on_health)
-    observer.subscribe(FaultApplied, recorder.on_fault_applied)
-    observer.subscribe(FaultCleared, recorder.on_fault_cleared)
+    recorder.subscribe(observer)
     clock = trio.testing.MockClock(rate=0, autojump_threshold=0)
     instruments = [_ProgressInstrument(progress)] if progress is not None else []
     with deterministic_scheduling(scenario.seed):
@@ -72,6 +68,7 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
         supervisor = Supervisor(nursery, observer)
         supervisor.start(timers)
         clients = []
+        channels = []
         for config in scenario.clients:
             service = scenario.service(config.target)
             transport = network.view(config.name)
@@ -118,6 +115,7 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
                 scenario.policies,
                 actor_rng(seed, f"channel:{config.name}"),
             )
+            channels.append(channel)
             clients.append(
                 LoadClient(
                     config,
@@ -134,6 +132,8 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
             async with trio.open_nursery() as load:
                 for client in clients:
                     load.start_soon(client.run, name=client.name)
+        for channel in channels:
+            channel.abort(StatusCode.CANCELLED)
         network.abort_all(StatusCode.CANCELLED)
         async with trio.open_nursery() as settle:
             for client in clients:

@@ -60,9 +60,10 @@ class MockFastForward:
     def others_runnable(self) -> bool:
         return bool(_run.GLOBAL_RUN_CONTEXT.runner.runq)
 
-    def jump_to(self, when: float) -> float:
-        """Move virtual time forward to `when`; return the time the clock now reads."""
-        now = self._clock.current_time()
+    def jump_to(self, when: float) -> None:
+        """Move virtual time forward to `when` (never back)."""
+        clock = self._clock
+        # With rate 0 the mock clock reads exactly its virtual base; jump() adds to it.
+        now = clock._virtual_base
         if when > now:
-            self._clock.jump(when - now)
-        return self._clock.current_time()
+            clock.jump(when - now)
