@@ -1,0 +1,38 @@
+"""The TOML examples in the README and the docs are valid scenarios."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from meshsim.core.scenario import Scenario
+from tests.conftest import ROOT
+
+BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
+
+
+def whole_scenarios() -> list[tuple[str, str]]:
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for n, block in enumerate(BLOCK.findall(doc.read_text(encoding="utf-8"))):
+            if block.lstrip().startswith('schema = "meshsim/v1"'):
+                found.append((f"{doc.name}#{n}", block))
+    return found
+
+
+@pytest.mark.parametrize(("where", "text"), whole_scenarios(), ids=[w for w, _ in whole_scenarios()])
+def test_documented_scenario_is_valid(where: str, text: str, tmp_path: Path) -> None:
+    path = tmp_path / "example.toml"
+    path.write_text(text, encoding="utf-8")
+    Scenario.from_toml(path)
+
+
+def test_the_readme_opens_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, re.DOTALL)[:2]
+    assert "meshsim run scenarios/failover.toml" in commands[0]
+    assert "pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert commands[1] in ci
