@@ -30,7 +30,7 @@ from pathlib import Path
 import attrs
 import simpy
 
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from meshsim.sim.runner import run_scenario
 
 DEFAULT_CALLS = 1_000_000
@@ -109,7 +109,7 @@ def run_meshsim(model: Model) -> Result:
     with tempfile.TemporaryDirectory(prefix="meshsim-bench-") as directory:
         path = Path(directory) / "sim_throughput.toml"
         path.write_text(scenario_toml(model), encoding="utf-8")
-        scenario = Scenario.from_toml(path)
+        scenario = load_scenario(path)
     began = time.perf_counter()
     report = run_scenario(scenario)
     wall = time.perf_counter() - began

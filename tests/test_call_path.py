@@ -9,7 +9,7 @@ import attrs
 
 from meshsim.core.events import AttemptFinished, AttemptKind, RequestFinished, RetryRefused
 from meshsim.core.report import Report
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.observer import Observer
 from meshsim.sim.runner import run_scenario
@@ -45,7 +45,7 @@ def simulate(
     latency: str = "10ms",
 ) -> Log:
     text = HEADER.format(duration=duration, drain=drain, replicas=replicas, latency=latency) + body
-    scenario = Scenario.from_toml(write_scenario(text))
+    scenario = load_scenario(write_scenario(text))
     observer = Observer()
     log = Log(report=None, calls=[], attempts=[], refused=[])  # type: ignore[arg-type]
     observer.subscribe(RequestFinished, log.calls.append)

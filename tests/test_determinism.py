@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from meshsim.sim.runner import run_scenario
 from tests.conftest import ROOT
 
@@ -37,17 +37,17 @@ def test_json_report_is_byte_identical_across_processes(scenario: str) -> None:
 
 
 def test_same_seed_same_report_in_process() -> None:
-    scenario = Scenario.from_toml(ROOT / "scenarios/faults_tour.toml")
+    scenario = load_scenario(ROOT / "scenarios/faults_tour.toml")
     assert run_scenario(scenario).to_json() == run_scenario(scenario).to_json()
 
 
 def test_another_seed_gives_another_run() -> None:
-    scenario = Scenario.from_toml(ROOT / "scenarios/failover.toml")
+    scenario = load_scenario(ROOT / "scenarios/failover.toml")
     assert run_scenario(scenario).to_json() != run_scenario(scenario.with_seed(scenario.seed + 1)).to_json()
 
 
 def test_progress_reporting_does_not_change_the_run() -> None:
-    scenario = Scenario.from_toml(ROOT / "scenarios/failover.toml")
+    scenario = load_scenario(ROOT / "scenarios/failover.toml")
     seen: list[float] = []
     watched = run_scenario(scenario, progress=seen.append)
     assert seen == sorted(seen)

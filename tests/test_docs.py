@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from tests.conftest import ROOT
 
 BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
@@ -26,7 +26,7 @@ def whole_scenarios() -> list[tuple[str, str]]:
 def test_documented_scenario_is_valid(where: str, text: str, tmp_path: Path) -> None:
     path = tmp_path / "example.toml"
     path.write_text(text, encoding="utf-8")
-    Scenario.from_toml(path)
+    load_scenario(path)
 
 
 def test_the_readme_opens_with_the_two_commands() -> None:

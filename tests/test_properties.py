@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meshsim.core.events import RequestFinished
 from meshsim.core.pickers import POLICIES
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from tests.test_shipped_scenarios import assert_accounts_add_up, run_counting
 
 ACTIONS = {
@@ -115,7 +115,7 @@ def test_no_call_is_ever_lost_and_runs_replay(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "generated.toml"
         path.write_text(text, encoding="utf-8")
-        scenario = Scenario.from_toml(path)
+        scenario = load_scenario(path)
         observer_attempts: list[int] = []
         deadlines = {c.name: c.deadline for c in scenario.clients}
 

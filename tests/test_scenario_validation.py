@@ -32,6 +32,7 @@ from meshsim.core.scenario import (
     ScenarioError,
     ServiceConfig,
 )
+from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import HealthStatus, StatusCode
 from tests.conftest import ROOT, SCENARIOS
 
@@ -132,12 +133,12 @@ class Files:
         return path
 
     def load(self, **parts: Any) -> Scenario:
-        return Scenario.from_toml(self.write(scenario_text(**parts)))
+        return load_scenario(self.write(scenario_text(**parts)))
 
     def error_of(self, path: Path) -> str:
         """The message loading `path` fails with, minus its `PATH: ` prefix (which is checked)."""
         with pytest.raises(ScenarioError) as caught:
-            Scenario.from_toml(path)
+            load_scenario(path)
         message = str(caught.value)
         assert message.startswith(f"{path}: "), message
         assert "\n" not in message
@@ -179,14 +180,14 @@ def test_the_helper_builds_a_valid_minimal_scenario(files: Files) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.toml"
     with pytest.raises(ScenarioError) as caught:
-        Scenario.from_toml(str(path))
+        load_scenario(str(path))
     assert str(caught.value) == f"{path}: no such file"
     assert isinstance(caught.value, ValueError)
 
 
 def test_a_directory_cannot_be_read(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as caught:
-        Scenario.from_toml(tmp_path)
+        load_scenario(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path}: cannot read: ")
 
 
@@ -1000,7 +1001,7 @@ def test_latency_assertion_values_are_milliseconds(files: Files, metric: str, va
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_shipped_scenario_loads(path: Path) -> None:
-    scenario = Scenario.from_toml(path)
+    scenario = load_scenario(path)
     assert scenario.path == path
     assert scenario.name == path.stem
     assert scenario.services
@@ -1014,7 +1015,7 @@ def test_there_are_shipped_scenarios() -> None:
 
 def test_defaults(files: Files) -> None:
     path = files.write(scenario_text(), name="minimal.toml")
-    scenario = Scenario.from_toml(path)
+    scenario = load_scenario(path)
     assert scenario.path == path
     assert scenario.name == "minimal"
     assert scenario.description == ""

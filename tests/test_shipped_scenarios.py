@@ -12,6 +12,7 @@ from meshsim.core.events import AttemptFinished, RequestFinished, RequestStarted
 from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.report import Report
 from meshsim.core.scenario import Scenario
+from meshsim.core.scenario_loader import load_scenario
 from meshsim.runtime.observer import Observer
 from meshsim.sim.runner import run_scenario
 from tests.conftest import ROOT, SCENARIOS
@@ -64,13 +65,13 @@ def assert_accounts_add_up(report: Report) -> None:
 
 
 def test_there_is_a_scenario_per_policy() -> None:
-    policies = {Scenario.from_toml(path).balancer.policy for path in SCENARIOS}
+    policies = {load_scenario(path).balancer.policy for path in SCENARIOS}
     assert policies == set(POLICIES)
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_shipped_scenario_passes_and_loses_nothing(path: Path) -> None:
-    report, started, finished = run_counting(Scenario.from_toml(path))
+    report, started, finished = run_counting(load_scenario(path))
     failed = [(a.config.name, a.observed) for a in report.assertions if not a.passed]
     assert not failed
     assert report.assertions, "a shipped scenario must assert something"
@@ -80,7 +81,7 @@ def test_shipped_scenario_passes_and_loses_nothing(path: Path) -> None:
 
 
 def test_failover_detects_the_kill_and_takes_the_replica_back() -> None:
-    report = run_scenario(Scenario.from_toml(ROOT / "scenarios/failover.toml"))
+    report = run_scenario(load_scenario(ROOT / "scenarios/failover.toml"))
     killed = next(e for e in report.endpoints if e.name == "api/1")
     assert [t.healthy for t in killed.health] == [False, True]
     down, up = killed.health
@@ -91,7 +92,7 @@ def test_failover_detects_the_kill_and_takes_the_replica_back() -> None:
 
 
 def test_least_connections_beats_round_robin_on_a_slow_replica() -> None:
-    scenario = Scenario.from_toml(ROOT / "scenarios/least_connections.toml")
+    scenario = load_scenario(ROOT / "scenarios/least_connections.toml")
     least = run_scenario(scenario)
     robin = run_scenario(attrs.evolve(scenario, balancer=BalancerConfig(policy="round_robin")))
     assert least.passed
@@ -100,7 +101,7 @@ def test_least_connections_beats_round_robin_on_a_slow_replica() -> None:
 
 
 def test_consistent_hash_keeps_keys_where_round_robin_scatters_them() -> None:
-    scenario = Scenario.from_toml(ROOT / "scenarios/consistent_hash.toml")
+    scenario = load_scenario(ROOT / "scenarios/consistent_hash.toml")
     ring = run_scenario(scenario)
     robin = run_scenario(attrs.evolve(scenario, balancer=BalancerConfig(policy="round_robin")))
     assert ring.totals.key_affinity > 0.85

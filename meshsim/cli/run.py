@@ -29,11 +29,12 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
 
     from meshsim.cli.progress import VirtualTimeProgress
     from meshsim.cli.render import render_report
-    from meshsim.core.scenario import Scenario, ScenarioError
+    from meshsim.core.scenario import ScenarioError
+    from meshsim.core.scenario_loader import load_scenario
     from meshsim.sim.runner import run_scenario
 
     try:
-        scenario = Scenario.from_toml(scenario_path)
+        scenario = load_scenario(scenario_path)
     except ScenarioError as error:
         app.display_error(str(error))
         raise SystemExit(2) from None

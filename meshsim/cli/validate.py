@@ -12,12 +12,13 @@ from meshsim.cli.app import Application
 @click.pass_obj
 def validate(app: Application, files: tuple[str, ...]) -> None:
     """Check scenario FILES: exit 0 when all are valid, 2 naming the first bad key otherwise."""
-    from meshsim.core.scenario import Scenario, ScenarioError
+    from meshsim.core.scenario import ScenarioError
+    from meshsim.core.scenario_loader import load_scenario
 
     failed = False
     for path in files:
         try:
-            scenario = Scenario.from_toml(path)
+            scenario = load_scenario(path)
         except ScenarioError as error:
             app.display_error(str(error))
             failed = True

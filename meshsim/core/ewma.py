@@ -17,8 +17,9 @@ class PeakEwmaConfig:
 
 
 class PeakEwma:
-    """A latency estimate that jumps to any sample above it and otherwise decays toward
-    recent samples, and toward zero while idle, with time constant `decay`."""
+    """A latency estimate that jumps to any sample above its last recorded value and
+    otherwise moves toward recent samples, and reads as decaying toward zero while idle,
+    with time constant `decay` (the update rule of Finagle's and tower's PeakEwma)."""
 
     __slots__ = ("_decay", "_estimate", "_stamp")
 

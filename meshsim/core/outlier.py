@@ -12,7 +12,8 @@ an ejection happens only if the ejected share would still be at most
 `max_ejection_percent`. A50 checks *before* (current share below the cap), which
 lets the cap be overshot by one ejection. Two small-cluster rules keep the
 percentage from deciding silently: when no endpoint is ejected, one may always be
-(Envoy's "at least one host"; otherwise 10% of a 3-replica service would mean never),
+unless the cap is 0 (Envoy's "at least one host"; otherwise 10% of a 3-replica
+service would mean never),
 and the last endpoint in rotation is never ejected (so it is never "eject the only
 host").
 """
@@ -129,6 +130,9 @@ class OutlierDetector:
                 stats.multiplier = max(0, stats.multiplier - 1)
             elif now >= stats.ejected_at + self._ejection_time(stats):
                 stats.ejected_at = None
+                # Failures of calls that were in flight at the ejection do not count against a fresh start
+                # (Envoy resets here too, "to avoid re-ejection on very few new errors").
+                stats.consecutive = 0
                 returned.append(name)
         return ejections, returned
 
@@ -177,7 +181,7 @@ class OutlierDetector:
         if ejected + 1 >= total:
             return False
         if ejected == 0:
-            return True
+            return self.config.max_ejection_percent > 0
         return (ejected + 1) * 100.0 <= self.config.max_ejection_percent * total
 
     def _enforced(self, percentage: float) -> bool:

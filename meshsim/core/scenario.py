@@ -174,13 +174,6 @@ class Scenario:
     faults: tuple[FaultConfig, ...]
     assertions: tuple[AssertionConfig, ...]
 
-    @classmethod
-    def from_toml(cls, path: str | Path) -> Scenario:
-        # The loader imports this module's classes, so it is imported on use.
-        from meshsim.core.scenario_loader import load_scenario  # noqa: PLC0415
-
-        return load_scenario(Path(path))
-
     def service(self, name: str) -> ServiceConfig:
         for service in self.services:
             if service.name == name:

@@ -230,8 +230,9 @@ class _Table:
                 self.fail(key, f"unknown key{suggestion}")
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
