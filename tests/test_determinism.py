@@ -36,6 +36,28 @@ def test_json_report_is_byte_identical_across_processes(scenario: str) -> None:
     assert b'"schema": "meshsim/report/v1"' in first
 
 
+DIGESTS = """
+import hashlib, pathlib
+from meshsim.core.scenario_loader import load_scenario
+from meshsim.sim.runner import run_scenario
+for path in sorted(pathlib.Path("scenarios").glob("*.toml")):
+    print(path.name, hashlib.sha256(run_scenario(load_scenario(path)).to_json().encode()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_every_shipped_scenario_replays_byte_for_byte_across_processes() -> None:
+    outputs = []
+    for hash_seed in ("0", "987"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        result = subprocess.run(
+            [sys.executable, "-c", DIGESTS], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=300
+        )
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == len(list((ROOT / "scenarios").glob("*.toml")))
+
+
 def test_same_seed_same_report_in_process() -> None:
     scenario = load_scenario(ROOT / "scenarios/faults_tour.toml")
     assert run_scenario(scenario).to_json() == run_scenario(scenario).to_json()
