@@ -728,7 +728,7 @@ EXACTLY_ONE = "client[0]: give exactly one of rate (open loop, calls/s) or concu
         ),
         pytest.param(
             {"keys": {"dist": "uniform", "count": 10, "exponent": 1.1}},
-            "client[0].keys.exponent: unknown key",
+            "client[0].keys.exponent: applies to a zipf key distribution only",
             id="exponent-on-uniform",
         ),
         pytest.param(
@@ -1367,3 +1367,14 @@ def test_validate_survives_markup_in_user_values(files: Files) -> None:
     assert err == (
         f"error: {path}: fault[0].target: no service or replica named '[/x]' (services: api; replicas like api/0)\n"
     )
+
+
+def test_health_fault_status_is_case_insensitive(files: Files) -> None:
+    text = scenario_text(
+        faults=[{"at": "1s", "action": "health", "target": "api/0", "status": "service_unknown"}],
+    )
+    assert load_scenario(files.write(text)).faults[0].health.value == "SERVICE_UNKNOWN"
+
+
+def test_misspelt_breaker_table_is_named(bad: Callable[..., str]) -> None:
+    assert bad(top={"circuit_breaker": {"node": {"window_size": 5}}}) == ("circuit_breaker.node: unknown key")

@@ -534,9 +534,9 @@ def _policies(top: _Table) -> CallPolicies:
         replica_breaker = None if replica is None else _breaker(replica)
         service = breakers.table("service", None)
         service_breaker = None if service is None else _breaker(service)
+        breakers.done()  # a misspelt sub-table is named before the "needs" below
         if replica_breaker is None and service_breaker is None:
             breakers.fail(None, "needs [circuit_breaker.replica] or [circuit_breaker.service]")
-        breakers.done()
     limits = None
     limits_table = top.table("concurrency_limit", None)
     if limits_table is not None:
@@ -631,6 +631,8 @@ def _client(table: _Table, services: list[str], duration: float) -> ClientConfig
     if keys_table is not None:
         kind = keys_table.choice("dist", ("uniform", "zipf"))
         count = keys_table.integer("count", minimum=1)
+        if kind == "uniform" and keys_table.has("exponent"):
+            keys_table.fail("exponent", "applies to a zipf key distribution only")
         exponent = keys_table.number("exponent", 1.0, above=0.0) if kind == "zipf" else 1.0
         keys_table.done()
         keys = KeyDistribution(kind, count, exponent)
@@ -688,7 +690,10 @@ def _fault(
             table.fail("status", "an injected error cannot be OK")
         fault = _evolve(fault, rate=rate, status=status, pushback_ms=table.integer("pushback_ms", None))
     elif action is FaultAction.HEALTH:
-        health = table.choice("status", ("NOT_SERVING", "SERVICE_UNKNOWN"), "NOT_SERVING")
+        raw_health = table.raw("status", "NOT_SERVING")
+        health = raw_health.upper() if isinstance(raw_health, str) else raw_health
+        if health not in ("NOT_SERVING", "SERVICE_UNKNOWN"):
+            table.fail("status", f"expected one of NOT_SERVING, SERVICE_UNKNOWN, got {raw_health!r}")
         fault = _evolve(fault, health=HealthStatus(health))
     elif action is FaultAction.PARTITION:
         fault = _evolve(fault, client=table.choice("client", clients))
