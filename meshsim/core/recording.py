@@ -76,10 +76,10 @@ class _Names:
         self._ids: dict[str, int] = {}
 
     def id(self, name: str | None) -> int:
-        if name is None:
-            return -1
-        found = self._ids.get(name)
+        found = self._ids.get(name)  # type: ignore[arg-type]
         if found is None:
+            if name is None:
+                return -1
             found = self._ids[name] = len(self.names)
             self.names.append(name)
         return found
@@ -127,7 +127,7 @@ class RunRecorder:
         self.endpoint.append(self.endpoints.id(event.endpoint))
         self.client.append(self.clients.id(event.client))
         self.service.append(self.services.id(event.service))
-        self.key.append(self.keys.id(event.key))
+        self.key.append(-1 if event.key is None else self.keys.id(event.key))
         self.attempts.append(event.attempts)
 
     def on_attempt(self, event: AttemptFinished) -> None:

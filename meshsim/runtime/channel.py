@@ -20,7 +20,7 @@ from collections.abc import Callable
 import trio
 
 from meshsim.core.breaker import BreakerState, CircuitBreaker
-from meshsim.core.calls import CallSpec
+from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.endpoint import Endpoint
 from meshsim.core.events import (
     AttemptFinished,
@@ -79,6 +79,9 @@ class MeshChannel:
         self._replica_breakers: dict[str, CircuitBreaker] = {}
         if policies.replica_breaker is not None:
             self._replica_breakers = {e.name: CircuitBreaker(policies.replica_breaker) for e in balancer.endpoints}
+        # Which policy each call pattern runs under, decided once rather than per call.
+        self.retry_by_pattern = {p: policies.retry_for(p) for p in Pattern}
+        self.hedging_by_pattern = {p: None if policies.retry_for(p) else policies.hedging_for(p) for p in Pattern}
         self.active_calls = 0
         # Every call not yet ended, in start order (a dict, so the order is never an address's).
         self._live: dict[CallRun, None] = {}
@@ -168,6 +171,8 @@ class MeshChannel:
         return endpoint
 
     def replica_breaker_allows(self, endpoint: Endpoint, now: float) -> bool:
+        if not self._replica_breakers:
+            return True
         breaker = self._replica_breakers.get(endpoint.name)
         if breaker is None:
             return True
@@ -185,7 +190,7 @@ class MeshChannel:
         )
         if endpoint is None:
             return
-        if status is not StatusCode.CANCELLED:
+        if self._replica_breakers and status is not StatusCode.CANCELLED:
             breaker = self._replica_breakers.get(endpoint.name)
             if breaker is not None:
                 self._breaker_moved("replica", endpoint.name, breaker.record(now, status, now - started), now)
@@ -239,8 +244,8 @@ class CallRun:
         self.call = call
         self.started = started
         self.deadline_at = None if call.deadline is None else started + call.deadline
-        self.retry = channel.policies.retry_for(call.pattern)
-        self.hedging = None if self.retry is not None else channel.policies.hedging_for(call.pattern)
+        self.retry = channel.retry_by_pattern[call.pattern]
+        self.hedging = channel.hedging_by_pattern[call.pattern]
         self.active: list[Attempt] = []
         self.tried: list[Endpoint] = []
         self.attempts = 0
@@ -284,9 +289,10 @@ class CallRun:
         if self._retry_reserved and channel.budget is not None:
             channel.budget.active_retries -= 1
             self._retry_reserved = False
-        for attempt in list(self.active):
-            assert attempt.handle is not None
-            attempt.handle.cancel(cancel_with)
+        if self.active:
+            for attempt in list(self.active):
+                assert attempt.handle is not None
+                attempt.handle.cancel(cancel_with)
         decider = self._decider
         event = RequestFinished(
             client=channel.client,

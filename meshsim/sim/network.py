@@ -46,7 +46,7 @@ class SimNetwork:
             self._cut.pop(key, None)
 
     def is_cut(self, client: str, replica: str) -> bool:
-        return (client, replica) in self._cut
+        return bool(self._cut) and (client, replica) in self._cut
 
     def view(self, client: str) -> SimTransport:
         return SimTransport(self, client)
