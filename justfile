@@ -36,6 +36,14 @@ bench *args:
 run scenario="scenarios/failover.toml" *args:
     .venv/bin/meshsim run {{scenario}} {{args}}
 
+# Regenerate the protobuf and gRPC code in meshsim/pb from proto/ (tests/test_proto.py checks it is current)
+proto:
+    {{python}} -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/meshsim/pb/v1/mesh.proto
+
+# Serve demo replicas of mesh.v1.MeshService (e.g. `just serve --replicas 3`)
+serve *args:
+    .venv/bin/meshsim serve {{args}}
+
 # Check every shipped scenario file
 validate:
     .venv/bin/meshsim validate scenarios/*.toml

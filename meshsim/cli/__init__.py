@@ -7,6 +7,7 @@ import click
 from meshsim import __version__
 from meshsim.cli.app import Application
 from meshsim.cli.run import run
+from meshsim.cli.serve import serve
 from meshsim.cli.validate import validate
 
 
@@ -20,5 +21,6 @@ def main(ctx: click.Context) -> None:
 
 main.add_command(run)
 main.add_command(validate)
+main.add_command(serve)
 
 __all__ = ["main"]

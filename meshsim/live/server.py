@@ -1,0 +1,114 @@
+"""Demo replicas: grpc.aio servers with MeshService, grpc.health.v1 and server reflection.
+
+Shutdown is the orderly kind a load balancer can follow: health goes NOT_SERVING
+first (so health checkers and Kubernetes probes stop sending), then the server stops
+accepting calls and gives the calls in flight `grace` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+
+import attrs
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from meshsim.live.servicer import SERVICE_NAME, MeshServicer, ServerFaults
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+
+
+class ServeError(Exception):
+    """A replica could not start (the message names the address and why)."""
+
+
+@attrs.frozen
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    replicas: int = 1
+    grace: float = 5.0
+    faults: ServerFaults = attrs.field(factory=ServerFaults)
+
+
+class Replica:
+    """One grpc.aio server on one port."""
+
+    def __init__(self, host: str, port: int, faults: ServerFaults) -> None:
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.faults = faults
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        try:
+            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        except RuntimeError as error:
+            raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: {error}") from None
+        if self.port == 0:
+            raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: address in use or not local")
+        mesh_pb2_grpc.add_MeshServiceServicer_to_server(MeshServicer(self.address, self.faults), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (
+            mesh_pb2.DESCRIPTOR.services_by_name["MeshService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        await server.start()
+        self._server = server
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        if self._server is None:
+            return
+        # NOT_SERVING first, for every service name, so that health checkers drain us.
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+        self._server = None
+
+
+async def start_replicas(config: ServeConfig) -> list[Replica]:
+    """Start `config.replicas` replicas on consecutive ports (each its own OS-chosen port when port is 0)."""
+    replicas: list[Replica] = []
+    try:
+        for index in range(config.replicas):
+            port = config.port + index if config.port else 0
+            replica = Replica(config.host, port, config.faults)
+            await replica.start()
+            replicas.append(replica)
+    except BaseException:
+        await stop_replicas(replicas, 0)
+        raise
+    return replicas
+
+
+async def stop_replicas(replicas: Sequence[Replica], grace: float) -> None:
+    await asyncio.gather(*(replica.stop(grace) for replica in replicas))
+
+
+async def serve(config: ServeConfig, announce: Callable[[Replica], None]) -> None:
+    """Run replicas until SIGINT or SIGTERM, then shut them down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    replicas = await start_replicas(config)
+    try:
+        for replica in replicas:
+            announce(replica)
+        await stop.wait()
+    finally:
+        await stop_replicas(replicas, config.grace)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code (`just proto`); imported only by meshsim.live."""

@@ -1,0 +1,226 @@
+"""`meshsim serve`: real grpc.aio replicas on 127.0.0.1, called by real gRPC clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from meshsim.core.status import StatusCode
+from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
+from meshsim.live.servicer import ServerFaults
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from tests.conftest import ROOT
+
+Check = Callable[[list[Replica]], Awaitable[None]]
+
+
+def with_replicas(check: Check, replicas: int = 1, faults: ServerFaults | None = None) -> None:
+    async def main() -> None:
+        config = ServeConfig(port=0, replicas=replicas, faults=faults or ServerFaults())
+        started = await start_replicas(config)
+        try:
+            await check(started)
+        finally:
+            await stop_replicas(started, 0)
+
+    asyncio.run(main())
+
+
+async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
+    for value in (1.0, 2.0, 6.0):
+        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
+
+
+async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
+    for n in range(3):
+        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
+
+
+def test_all_four_patterns() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        address = replicas[0].address
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            reply = await stub.Process(mesh_pb2.ProcessRequest(request_id="req-123", data="test data"))
+            assert (reply.request_id, reply.result, reply.replica) == ("req-123", "processed 9 bytes", address)
+            events = [e async for e in stub.StreamEvents(mesh_pb2.StreamRequest(stream_id="s", event_types=["a", "b"]))]
+            assert [(e.event_type, e.sequence) for e in events] == [("a", 0), ("b", 1)]
+            many = [e async for e in stub.StreamEvents(mesh_pb2.StreamRequest(stream_id="s", count=5))]
+            assert len(many) == 5
+            summary = await stub.CollectMetrics(metrics())
+            assert (summary.count, summary.sum, summary.min, summary.max, summary.mean) == (3, 9.0, 1.0, 6.0, 3.0)
+            answers = [m.message async for m in stub.Chat(chat())]
+            assert answers == ["echo: Message 0", "echo: Message 1", "echo: Message 2"]
+
+    with_replicas(check)
+
+
+def test_replicas_get_their_own_ports_and_health_and_reflection() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        assert len({r.port for r in replicas}) == 3
+        for replica in replicas:
+            async with grpc.aio.insecure_channel(replica.address) as channel:
+                probe = health_pb2_grpc.HealthStub(channel)
+                for service in ("", "mesh.v1.MeshService"):
+                    answer = await probe.Check(health_pb2.HealthCheckRequest(service=service))
+                    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+                with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                    await probe.Check(health_pb2.HealthCheckRequest(service="no.Such"))
+                assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+    with_replicas(check, replicas=3)
+
+
+def test_reflection_lists_and_describes_the_services() -> None:
+    replicas: list[Replica] = []
+
+    async def check(started: list[Replica]) -> None:
+        replicas.extend(started)
+        # The reflection client is synchronous; run it beside the server's loop.
+        names, method_names = await asyncio.to_thread(describe, started[0].address)
+        assert {"mesh.v1.MeshService", "grpc.health.v1.Health"} <= set(names)
+        assert method_names == ["Process", "StreamEvents", "CollectMetrics", "Chat"]
+
+    with_replicas(check)
+
+
+def describe(address: str) -> tuple[list[str], list[str]]:
+    with grpc.insecure_channel(address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        names = list(database.get_services())
+        pool = DescriptorPool(database)
+        service = pool.FindServiceByName("mesh.v1.MeshService")
+        return names, [m.name for m in service.methods]
+
+
+def test_injected_errors_and_latency() -> None:
+    async def failing(replicas: list[Replica]) -> None:
+        async with grpc.aio.insecure_channel(replicas[0].address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.Process(mesh_pb2.ProcessRequest(request_id="x"))
+            assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "error injected by" in (failed.value.details() or "")
+
+    with_replicas(failing, faults=ServerFaults(error_rate=1.0, error_status=StatusCode.RESOURCE_EXHAUSTED))
+
+    async def slow(replicas: list[Replica]) -> None:
+        async with grpc.aio.insecure_channel(replicas[0].address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await stub.Process(mesh_pb2.ProcessRequest(request_id="x"), timeout=0.05)
+            assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    with_replicas(slow, faults=ServerFaults(latency=2.0))
+
+
+def test_the_server_sees_the_callers_deadline() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        async with grpc.aio.insecure_channel(replicas[0].address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            reply = await stub.Process(mesh_pb2.ProcessRequest(request_id="d"), timeout=5.0)
+            assert 0.0 < reply.deadline_remaining_s <= 5.0
+            unbounded = await stub.Process(mesh_pb2.ProcessRequest(request_id="n"))
+            assert unbounded.deadline_remaining_s == 0.0
+
+    with_replicas(check)
+
+
+def test_shutdown_goes_not_serving_then_lets_calls_in_flight_finish() -> None:
+    async def main() -> None:
+        [replica] = await start_replicas(ServeConfig(port=0, faults=ServerFaults(latency=0.5)))
+        async with grpc.aio.insecure_channel(replica.address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            in_flight = asyncio.ensure_future(stub.Process(mesh_pb2.ProcessRequest(request_id="slow")))
+            await asyncio.sleep(0.1)
+            stopping = asyncio.ensure_future(replica.stop(grace=5.0))
+            second = await watch.read()
+            assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            reply = await in_flight
+            assert reply.request_id == "slow"
+            await stopping
+            watch.cancel()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Process(mesh_pb2.ProcessRequest(request_id="late"), timeout=1.0)
+            assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    asyncio.run(main())
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def main() -> None:
+            with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await start_replicas(ServeConfig(port=port))
+
+        asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_serve_command_runs_until_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshsim", "serve", "--port", "0", "--replicas", "2", "--grace", "1s"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        addresses = [process.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+
+        async def call() -> list[str]:
+            replies = []
+            for address in addresses:
+                async with grpc.aio.insecure_channel(address) as channel:
+                    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(request_id="cli"), timeout=5)
+                    replies.append(reply.replica)
+            return replies
+
+        assert asyncio.run(call()) == addresses
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert out.strip().endswith("stopped")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_serve_rejects_bad_options() -> None:
+    for args, message in (
+        (["--latency", "soon"], 'expected a duration like "50ms"'),
+        (["--error-status", "NOPE"], "unknown gRPC status"),
+        (["--error-status", "OK"], "cannot be OK"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "meshsim", "serve", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert message in result.stderr
