@@ -32,3 +32,5 @@ class CallSpec:
     key: str | None = None
     deadline: float | None = None
     messages: int = 1
+    # What a live transport sends (the simulator ignores it): opaque to the mesh logic.
+    payload: object = attrs.field(default=None, eq=False, repr=False)

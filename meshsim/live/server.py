@@ -84,7 +84,8 @@ async def start_replicas(config: ServeConfig) -> list[Replica]:
     try:
         for index in range(config.replicas):
             port = config.port + index if config.port else 0
-            replica = Replica(config.host, port, config.faults)
+            # Each replica its own copy, so that chaos can single one out.
+            replica = Replica(config.host, port, attrs.evolve(config.faults))
             await replica.start()
             replicas.append(replica)
     except BaseException:

@@ -90,32 +90,44 @@ class MeshChannel:
 
     # --- admission ----------------------------------------------------------------
 
-    def start(self, call: CallSpec, on_finished: Finished | None = None) -> None:
+    def start(
+        self, call: CallSpec, on_finished: Finished | None = None, policies: CallPolicies | None = None
+    ) -> CallRun:
+        """Start a call; `policies` replaces the channel's retry and hedging for this call only."""
         now = self.timers.now()
         if self._announce:
             self.observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
         run = CallRun(self, call, now, on_finished)
+        if policies is not None:
+            run.retry = policies.retry_for(call.pattern)
+            run.hedging = None if run.retry is not None else policies.hedging_for(call.pattern)
         self._live[run] = None
         if self.service_breaker is not None:
             allowed, moved = self.service_breaker.try_acquire(now)
             self._breaker_moved("service", self.service, moved, now)
             if not allowed:
                 run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
-                return
+                return run
         limits = self.policies.limits
         if limits is not None and self.active_calls >= limits.max_requests:
             if self.pending_calls >= limits.max_pending:
                 run.finish(StatusCode.UNAVAILABLE)  # Envoy's overflow
-                return
+                return run
             run.wait_for_slot()
             self._pending.append(run)
             self.pending_calls += 1
-            return
+            return run
         self.active_calls += 1
         run.begin()
+        return run
 
-    async def call(self, call: CallSpec) -> RequestFinished:
-        """Start a call and wait for how it ended (for code that wants one task per call)."""
+    async def call(self, call: CallSpec, policies: CallPolicies | None = None) -> tuple[RequestFinished, CallRun]:
+        """Start a call and wait for how it ended (for code that wants one task per call).
+
+        Returns the call's RequestFinished and its CallRun, whose `handle` is the transport's
+        handle of the attempt that decided it (a live transport keeps the response there).
+        Cancelling the waiting task ends the call CANCELLED.
+        """
         finished = trio.Event()
         result: list[RequestFinished] = []
 
@@ -123,9 +135,13 @@ class MeshChannel:
             result.append(event)
             finished.set()
 
-        self.start(call, store)
-        await finished.wait()
-        return result[0]
+        run = self.start(call, store, policies)
+        try:
+            await finished.wait()
+        except BaseException:
+            run.finish(StatusCode.CANCELLED)
+            raise
+        return result[0], run
 
     def abort(self, status: StatusCode) -> None:
         """End every call still going (in flight, in backoff, waiting for a slot) with `status`."""
@@ -231,6 +247,7 @@ class CallRun:
         "channel",
         "deadline_at",
         "done",
+        "handle",
         "hedging",
         "last_status",
         "queued",
@@ -259,6 +276,7 @@ class CallRun:
         self._backoff_step = 0
         self._retry_reserved = False
         self._decider: Endpoint | None = None
+        self.handle: AttemptHandle | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -344,6 +362,8 @@ class CallRun:
             self.active.remove(attempt)
             ended = channel.timers.now()
             channel.attempt_ended(endpoint, kind, status, now, ended)
+            if not self.done:
+                self.handle = attempt.handle  # the latest attempt to end is the one that decides
             self._after(endpoint, kind, status, pushback, ended)
 
         attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)

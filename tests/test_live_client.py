@@ -1,0 +1,154 @@
+"""GrpcClient against real grpc.aio replicas on 127.0.0.1: the simulator's mesh logic, live."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import trio
+
+from meshsim import live
+from meshsim.core.events import AttemptFinished, RequestFinished
+from meshsim.core.health import HealthConfig
+from meshsim.core.retry import RetryPolicy
+from meshsim.core.status import StatusCode
+from meshsim.live import bridge
+from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
+from meshsim.pb.v1 import mesh_pb2
+from meshsim.runtime.observer import Observer
+
+FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
+
+
+def with_mesh(check: Callable[[list[Replica]], Awaitable[None]], replicas: int = 2) -> None:
+    async def main() -> None:
+        started = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=replicas)))
+        try:
+            await check(started)
+        finally:
+            await bridge.wait(stop_replicas(started, 0))
+
+    live.run(main)
+
+
+async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
+    for value in (1.0, 2.0, 6.0):
+        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
+
+
+async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
+    for n in range(3):
+        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
+
+
+def test_all_four_patterns_through_the_client() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        addresses = [r.address for r in replicas]
+        async with live.GrpcClient("mesh.v1.MeshService", endpoints=addresses) as client:
+            answered = set()
+            for n in range(4):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=f"req-{n}", data="test data"))
+                assert reply.request_id == f"req-{n}"
+                answered.add(reply.replica)
+            assert answered == set(addresses)  # round robin over both
+            events = [e async for e in client.StreamEvents(mesh_pb2.StreamRequest(stream_id="s", count=4))]
+            assert [e.sequence for e in events] == [0, 1, 2, 3]
+            summary = await client.CollectMetrics(metrics())
+            assert (summary.count, summary.mean) == (3, 3.0)
+            answers = [m.message async for m in client.Chat(chat())]
+            assert answers == ["echo: Message 0", "echo: Message 1", "echo: Message 2"]
+
+    with_mesh(check)
+
+
+def test_call_with_retry_rides_over_a_failing_replica() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        replicas[0].faults.error_rate = 1.0  # UNAVAILABLE on every call, health still SERVING
+        addresses = [r.address for r in replicas]
+        observer = Observer()
+        finished: list[RequestFinished] = []
+        observer.subscribe(RequestFinished, finished.append)
+        async with live.GrpcClient(endpoints=addresses, observer=observer) as client:
+            for n in range(6):
+                reply = await client.call_with_retry(
+                    "Process",
+                    mesh_pb2.ProcessRequest(request_id=str(n)),
+                    RetryPolicy(max_attempts=3, initial_backoff=0.01),
+                )
+                assert reply.replica == replicas[1].address
+            with pytest.raises(live.RpcError) as failed:
+                await client.unary("Process", mesh_pb2.ProcessRequest(request_id="no-retry"))
+                await client.unary("Process", mesh_pb2.ProcessRequest(request_id="no-retry"))
+            assert failed.value.status is StatusCode.UNAVAILABLE
+            assert "error injected" in failed.value.details
+        assert any(e.attempts == 2 for e in finished)
+
+    with_mesh(check)
+
+
+def test_hedging_answers_from_the_fast_replica() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        replicas[0].faults.latency = 2.0
+        async with live.GrpcClient(endpoints=[r.address for r in replicas]) as client:
+            for n in range(4):
+                with trio.fail_after(1.5):
+                    reply = await client.call_with_hedging(
+                        "Process", mesh_pb2.ProcessRequest(request_id=str(n)), hedge_delay=0.05, max_hedges=1
+                    )
+                assert reply.replica == replicas[1].address
+
+    with_mesh(check)
+
+
+def test_a_not_serving_replica_is_taken_out_and_a_dead_one_fails_over() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        addresses = [r.address for r in replicas]
+        async with live.GrpcClient(endpoints=addresses, health=FAST_HEALTH) as client:
+            await bridge.wait(replicas[0].health.set("mesh.v1.MeshService", 2))  # NOT_SERVING
+            await trio.sleep(0.5)
+            for n in range(6):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
+                assert reply.replica == addresses[1]
+            await bridge.wait(replicas[0].health.set("mesh.v1.MeshService", 1))  # SERVING again
+            await bridge.wait(replicas[1].stop(0))  # and the other one dies
+            await trio.sleep(0.5)
+            for n in range(6):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=2.0)
+                assert reply.replica == addresses[0]
+
+    with_mesh(check)
+
+
+def test_deadline_reaches_the_server_and_expires_calls() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        async with live.GrpcClient(endpoints=[replicas[0].address]) as client:
+            reply = await client.Process(mesh_pb2.ProcessRequest(request_id="d"), timeout=3.0)
+            assert 0.0 < reply.deadline_remaining_s <= 3.0
+            replicas[0].faults.latency = 1.0
+            with pytest.raises(live.RpcError) as late:
+                await client.Process(mesh_pb2.ProcessRequest(request_id="late"), timeout=0.1)
+            assert late.value.status is StatusCode.DEADLINE_EXCEEDED
+
+    with_mesh(check, replicas=1)
+
+
+def test_cancelling_from_trio_cancels_the_grpc_call() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        replicas[0].faults.latency = 5.0
+        observer = Observer()
+        finished: list[RequestFinished] = []
+        attempts: list[AttemptFinished] = []
+        observer.subscribe(RequestFinished, finished.append)
+        observer.subscribe(AttemptFinished, attempts.append)
+        async with live.GrpcClient(endpoints=[replicas[0].address], observer=observer) as client:
+            with trio.move_on_after(0.2):
+                await client.Process(mesh_pb2.ProcessRequest(request_id="gone"))
+            assert [e.status for e in finished] == [StatusCode.CANCELLED]
+            # The gRPC call is cancelled on the asyncio side; its end comes back shortly after.
+            endpoint = client.channel.balancer.endpoints[0]
+            with trio.fail_after(2):
+                while endpoint.in_flight:  # noqa: ASYNC110 - a counter, not an event
+                    await trio.sleep(0.01)
+            assert [a.status for a in attempts] == [StatusCode.CANCELLED]
+
+    with_mesh(check, replicas=1)
