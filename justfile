@@ -28,9 +28,10 @@ fmt:
 typecheck:
     {{python}} -m mypy
 
-# Run the benchmarks (simulator throughput against SimPy); figures go in docs/benchmarks.md
-bench *args:
-    {{python}} benchmarks/sim_throughput.py {{args}}
+# Run the benchmarks (simulator against SimPy, GrpcClient against a bare stub); figures go in docs/benchmarks.md
+bench:
+    {{python}} benchmarks/sim_throughput.py
+    {{python}} benchmarks/client_overhead.py
 
 # Run a scenario (default: the failover scenario)
 run scenario="scenarios/failover.toml" *args:
