@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import grpc
 import pytest
 import trio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim import live
 from meshsim.core.events import AttemptFinished, RequestFinished
@@ -14,7 +16,8 @@ from meshsim.core.retry import RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
-from meshsim.pb.v1 import mesh_pb2
+from meshsim.live.servicer import MeshServicer, ServerFaults
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
@@ -152,3 +155,63 @@ def test_cancelling_from_trio_cancels_the_grpc_call() -> None:
             assert [a.status for a in attempts] == [StatusCode.CANCELLED]
 
     with_mesh(check, replicas=1)
+
+
+def test_health_follows_watch_without_waiting_for_a_poll() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        addresses = [r.address for r in replicas]
+        # Polling every 30 s could not notice within the test: only Watch can.
+        slow_poll = HealthConfig(interval=30.0, timeout=1.0, unhealthy_threshold=3, healthy_threshold=3)
+        async with live.GrpcClient(endpoints=addresses, health=slow_poll) as client:
+            balancer = client.channel.balancer
+            await trio.sleep(0.2)
+            await bridge.wait(replicas[0].health.set("mesh.v1.MeshService", 2))  # NOT_SERVING
+            with trio.fail_after(5):
+                while balancer.endpoints[0].healthy:  # noqa: ASYNC110 - state owned by the balancer actor
+                    await trio.sleep(0.02)
+            await bridge.wait(replicas[0].health.set("mesh.v1.MeshService", 1))  # SERVING
+            with trio.fail_after(5):
+                while not balancer.endpoints[0].healthy:  # noqa: ASYNC110 - state owned by the balancer actor
+                    await trio.sleep(0.02)
+
+    with_mesh(check)
+
+
+class CheckOnlyHealth(health.aio.HealthServicer):
+    """A server from before Watch existed."""
+
+    async def Watch(self, request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no Watch here")
+
+
+def test_health_falls_back_to_check_without_watch() -> None:
+    async def main() -> None:
+        servicer = CheckOnlyHealth()
+
+        async def start() -> tuple[grpc.aio.Server, int]:
+            server = grpc.aio.server()
+            port = server.add_insecure_port("127.0.0.1:0")
+            mesh_pb2_grpc.add_MeshServiceServicer_to_server(MeshServicer(f"127.0.0.1:{port}", ServerFaults()), server)
+            health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+            await server.start()
+            await servicer.set("mesh.v1.MeshService", health_pb2.HealthCheckResponse.SERVING)
+            return server, port
+
+        server, port = await bridge.wait(start())
+        try:
+            polling = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=2, healthy_threshold=1)
+            async with live.GrpcClient(endpoints=[f"127.0.0.1:{port}"], health=polling) as client:
+                endpoint = client.channel.balancer.endpoints[0]
+                await trio.sleep(0.3)
+                assert endpoint.healthy
+                await bridge.wait(servicer.set("mesh.v1.MeshService", health_pb2.HealthCheckResponse.NOT_SERVING))
+                with trio.fail_after(5):
+                    while endpoint.healthy:  # noqa: ASYNC110 - state owned by the balancer actor
+                        await trio.sleep(0.02)
+                with pytest.raises(live.RpcError) as refused:
+                    await client.Process(mesh_pb2.ProcessRequest(request_id="x"))
+                assert refused.value.status is StatusCode.UNAVAILABLE
+        finally:
+            await bridge.wait(server.stop(0))
+
+    live.run(main)

@@ -208,3 +208,11 @@ def test_health_checker_jitter_stays_within_its_fraction() -> None:
     waits = [checker.next_wait() for _ in range(1000)]
     assert all(2.0 <= w <= 2.5 for w in waits)
     assert len(set(waits)) > 900
+
+
+def test_a_pushed_health_status_counts_at_once() -> None:
+    tracker = HealthTracker(HealthConfig(unhealthy_threshold=3, healthy_threshold=3))
+    assert tracker.report(N) is False
+    assert tracker.report(N) is None
+    assert tracker.report(S) is True
+    assert tracker.observe(N) is None  # polled probes still need their threshold afterwards

@@ -23,6 +23,7 @@ class HealthConfig:
     healthy_threshold: int = 2
     jitter: float = 0.0
     service: str | None = None
+    watch: bool = True
 
 
 @attrs.define
@@ -38,6 +39,15 @@ class HealthTracker:
     healthy: bool = True
     _successes: int = 0
     _failures: int = 0
+
+    def report(self, status: HealthStatus) -> bool | None:
+        """A status the endpoint pushed (Watch): authoritative at once, as gRPC's client health
+        checking treats it; returns the new verdict when it changed."""
+        self._successes = self._failures = 0
+        if status.ok != self.healthy:
+            self.healthy = status.ok
+            return self.healthy
+        return None
 
     def observe(self, status: HealthStatus) -> bool | None:
         """Feed one probe result; return the new verdict when it changed, else None."""

@@ -9,7 +9,7 @@ only ever sees meshsim's StatusCode and HealthStatus.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import attrs
 import grpc
@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
-from meshsim.runtime.transport import OnDone
+from meshsim.runtime.transport import OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -109,12 +109,32 @@ class LiveTransport:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return HealthStatus.SERVICE_UNKNOWN
             return HealthStatus.UNREACHABLE
-        serving = health_pb2.HealthCheckResponse
-        return {
-            serving.SERVING: HealthStatus.SERVING,
-            serving.SERVICE_UNKNOWN: HealthStatus.SERVICE_UNKNOWN,
-        }.get(answer.status, HealthStatus.NOT_SERVING)
+        return _serving_status(answer.status)
+
+    async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
+        call = health_pb2_grpc.HealthStub(self.channels[endpoint]).Watch(health_pb2.HealthCheckRequest(service=service))
+        try:
+            while True:
+                try:
+                    answer = await bridge.wait(call.read())
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        raise WatchUnsupported(endpoint) from None
+                    return
+                if answer is grpc.aio.EOF:
+                    return
+                yield _serving_status(answer.status)
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         for channel in self.channels.values():
             await bridge.wait(channel.close())
+
+
+def _serving_status(status: int) -> HealthStatus:
+    serving = health_pb2.HealthCheckResponse
+    return {
+        serving.SERVING: HealthStatus.SERVING,
+        serving.SERVICE_UNKNOWN: HealthStatus.SERVICE_UNKNOWN,
+    }.get(status, HealthStatus.NOT_SERVING)

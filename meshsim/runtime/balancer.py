@@ -28,11 +28,19 @@ class HealthProbed:
 
 
 @attrs.frozen
+class HealthReported:
+    """Message: the endpoint pushed a serving status (a Watch update): no thresholds apply."""
+
+    endpoint: str
+    status: HealthStatus
+
+
+@attrs.frozen
 class SweepOutliers:
     """Message: an outlier-detection interval has passed."""
 
 
-BalancerMessage = HealthProbed | SweepOutliers
+BalancerMessage = HealthProbed | HealthReported | SweepOutliers
 
 
 class Balancer:
@@ -99,7 +107,10 @@ class Balancer:
             self._sweep()
             return
         endpoint = self._by_name[message.endpoint]
-        verdict = self._trackers[endpoint.name].observe(message.status)
+        tracker = self._trackers[endpoint.name]
+        verdict = (
+            tracker.report(message.status) if isinstance(message, HealthReported) else tracker.observe(message.status)
+        )
         if verdict is None:
             return
         endpoint.healthy = verdict

@@ -1,7 +1,14 @@
-"""The health checker actor: probes one endpoint on an interval and reports to its balancer."""
+"""The health checker actor: watches or probes one endpoint and reports to its balancer.
+
+It prefers grpc.health.v1 Watch where the transport offers it: the endpoint pushes
+each change, which counts at once (as in gRPC's client health checking). A broken
+stream makes the endpoint unhealthy until a new Watch answers; an endpoint without
+Watch is polled with Check every `interval`, with the thresholds.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import trio
@@ -9,8 +16,8 @@ import trio
 from meshsim.core.health import HealthConfig
 from meshsim.core.status import HealthStatus
 from meshsim.runtime.actor import Mailbox
-from meshsim.runtime.balancer import BalancerMessage, HealthProbed
-from meshsim.runtime.transport import Transport
+from meshsim.runtime.balancer import BalancerMessage, HealthProbed, HealthReported
+from meshsim.runtime.transport import Transport, WatchUnsupported
 
 
 class HealthChecker:
@@ -43,7 +50,24 @@ class HealthChecker:
         return HealthStatus.TIMEOUT
 
     async def run(self) -> None:
+        watch = getattr(self._transport, "watch_health", None)
+        if self.config.watch and watch is not None:
+            with contextlib.suppress(WatchUnsupported):
+                await self._watch()
+        await self._poll()
+
+    async def _poll(self) -> None:
         while True:
             await trio.sleep(self.next_wait())
             status = await self.probe()
             await self._balancer.send(HealthProbed(self.endpoint, status))
+
+    async def _watch(self) -> None:
+        """Follow Watch streams until the endpoint says it has none (WatchUnsupported)."""
+        watch = self._transport.watch_health  # type: ignore[attr-defined]
+        while True:
+            async for status in watch(self.endpoint, self.service):
+                await self._balancer.send(HealthReported(self.endpoint, status))
+            # The stream ended or broke: unhealthy until a new one says otherwise.
+            await self._balancer.send(HealthReported(self.endpoint, HealthStatus.UNREACHABLE))
+            await trio.sleep(self.next_wait())

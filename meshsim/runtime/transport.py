@@ -7,7 +7,7 @@ replica per client, as gRPC does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from meshsim.core.calls import CallSpec
@@ -34,4 +34,17 @@ class Transport(Protocol):
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         """One grpc.health.v1 Check; the caller applies the timeout by cancelling."""
+        ...
+
+
+class WatchUnsupported(Exception):
+    """The endpoint does not implement grpc.health.v1 Watch: poll with Check instead."""
+
+
+class WatchingTransport(Transport, Protocol):
+    """A transport that can also stream health (grpc.health.v1 Watch)."""
+
+    def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
+        """Each serving status the endpoint reports, as it changes; ends (or raises) when the
+        stream breaks; raises WatchUnsupported when the endpoint has no Watch."""
         ...
