@@ -6,6 +6,7 @@ import click
 
 from meshsim import __version__
 from meshsim.cli.app import Application
+from meshsim.cli.live import live_command
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
 from meshsim.cli.validate import validate
@@ -22,5 +23,6 @@ def main(ctx: click.Context) -> None:
 main.add_command(run)
 main.add_command(validate)
 main.add_command(serve)
+main.add_command(live_command)
 
 __all__ = ["main"]

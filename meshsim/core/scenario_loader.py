@@ -76,7 +76,7 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-class _Table:
+class Table:
     """A TOML table plus where it sits in the file, handing out typed, checked values."""
 
     def __init__(self, file: Path, data: dict[str, Any], keypath: str = "") -> None:
@@ -213,13 +213,13 @@ class _Table:
             return value
         if not isinstance(value, dict):
             self.fail(key, f"expected a table, got {_type_name(value)} {value!r}")
-        return _Table(self.file, value, self.path_of(key))
+        return Table(self.file, value, self.path_of(key))
 
-    def tables(self, key: str) -> list[_Table]:
+    def tables(self, key: str) -> list[Table]:
         value = self.raw(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.fail(key, f"expected [[{key}]] tables, got {_type_name(value)}")
-        return [_Table(self.file, v, f"{self.path_of(key)}[{i}]") for i, v in enumerate(value)]
+        return [Table(self.file, v, f"{self.path_of(key)}[{i}]") for i, v in enumerate(value)]
 
     def done(self) -> None:
         """Fail on the first key nobody asked for."""
@@ -243,10 +243,10 @@ def load_scenario(path: str | Path) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
-    return _build(_Table(path, data))
+    return _build(Table(path, data))
 
 
-def _build(top: _Table) -> Scenario:
+def _build(top: Table) -> Scenario:
     schema = top.raw("schema", _MISSING) if top.has("schema") else None
     if schema != SCHEMA:
         top.fail("schema", f'expected "{SCHEMA}", got {schema!r}')
@@ -261,8 +261,8 @@ def _build(top: _Table) -> Scenario:
         top.fail("service", "a scenario needs at least one [[service]]")
     _unique(top, "service", [s.name for s in services])
 
-    balancer = _balancer(top.table("balancer", None))
-    health = _health(top.table("health", None))
+    balancer = read_balancer(top.table("balancer", None))
+    health = read_health(top.table("health", None))
     outlier = _outlier(top.table("outlier_detection", None))
     policies = _policies(top)
 
@@ -297,15 +297,15 @@ def _build(top: _Table) -> Scenario:
     )
 
 
-def _unique(top: _Table, key: str, names: list[str]) -> None:
+def _unique(top: Table, key: str, names: list[str]) -> None:
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name in seen:
-            _Table(top.file, {}, f"{key}[{index}]").fail("name", f"duplicate name {name!r}")
+            Table(top.file, {}, f"{key}[{index}]").fail("name", f"duplicate name {name!r}")
         seen.add(name)
 
 
-def _service(table: _Table) -> ServiceConfig:
+def _service(table: Table) -> ServiceConfig:
     name = table.string("name")
     if "/" in name or ":" in name:
         table.fail("name", f"must not contain '/' or ':', got {name!r}")
@@ -354,14 +354,14 @@ def _service(table: _Table) -> ServiceConfig:
 DISTRIBUTIONS = ("constant", "uniform", "exponential", "normal", "lognormal", "empirical")
 
 
-def _distribution(parent: _Table, key: str, default: Distribution) -> Distribution:
+def _distribution(parent: Table, key: str, default: Distribution) -> Distribution:
     if not parent.has(key):
         parent.raw(key, None)
         return default
     value = parent.raw(key)
     if not isinstance(value, dict):
         return Constant(parent.convert_duration(key, value))
-    table = _Table(parent.file, value, parent.path_of(key))
+    table = Table(parent.file, value, parent.path_of(key))
     kind = table.choice("dist", DISTRIBUTIONS)
     result: Distribution
     if kind == "constant":
@@ -383,7 +383,7 @@ def _distribution(parent: _Table, key: str, default: Distribution) -> Distributi
     return result
 
 
-def _empirical(table: _Table) -> Empirical:
+def _empirical(table: Table) -> Empirical:
     raw_bounds = table.raw("bounds")
     raw_weights = table.raw("weights")
     if not isinstance(raw_bounds, list) or not raw_bounds:
@@ -399,7 +399,7 @@ def _empirical(table: _Table) -> Empirical:
     return Empirical(bounds, tuple(float(w) for w in raw_weights))
 
 
-def _balancer(table: _Table | None) -> BalancerConfig:
+def read_balancer(table: Table | None) -> BalancerConfig:
     if table is None:
         return BalancerConfig()
     config = BalancerConfig(
@@ -416,7 +416,7 @@ def _balancer(table: _Table | None) -> BalancerConfig:
     return config
 
 
-def _health(table: _Table | None) -> HealthConfig:
+def read_health(table: Table | None) -> HealthConfig:
     if table is None:
         return HealthConfig()
     config = HealthConfig(
@@ -432,7 +432,7 @@ def _health(table: _Table | None) -> HealthConfig:
     return config
 
 
-def _outlier(table: _Table | None) -> OutlierConfig | None:
+def _outlier(table: Table | None) -> OutlierConfig | None:
     if table is None:
         return None
     base = table.duration("base_ejection_time", 30.0, positive=True)
@@ -484,7 +484,7 @@ def _outlier(table: _Table | None) -> OutlierConfig | None:
     return config
 
 
-def _policies(top: _Table) -> CallPolicies:
+def _policies(top: Table) -> CallPolicies:
     retry = None
     retry_table = top.table("retry", None)
     if retry_table is not None:
@@ -556,7 +556,7 @@ def _policies(top: _Table) -> CallPolicies:
     )
 
 
-def _retry(table: _Table) -> RetryPolicy:
+def _retry(table: Table) -> RetryPolicy:
     initial = table.duration("initial_backoff", 0.1, positive=True)
     policy = RetryPolicy(
         max_attempts=table.integer("max_attempts", 3, minimum=2),
@@ -576,7 +576,7 @@ def _retry(table: _Table) -> RetryPolicy:
     return policy
 
 
-def _breaker(table: _Table) -> BreakerConfig:
+def _breaker(table: Table) -> BreakerConfig:
     window_type = table.choice("window_type", ("count", "time"), "count")
     config = BreakerConfig(
         window_type=window_type,
@@ -593,7 +593,7 @@ def _breaker(table: _Table) -> BreakerConfig:
     return config
 
 
-def _client(table: _Table, services: list[str], duration: float) -> ClientConfig:
+def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
     name = table.string("name")
     if len(services) == 1:
         target = table.choice("target", services, services[0])
@@ -663,7 +663,7 @@ _FAULT_PARAMS = {
 
 
 def _fault(
-    table: _Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
+    table: Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
 ) -> FaultConfig:
     at = table.duration("at")
     if at >= duration:
@@ -705,7 +705,7 @@ def _evolve(fault: FaultConfig, **changes: Any) -> FaultConfig:
     return attrs.evolve(fault, **changes)
 
 
-def _check_target(table: _Table, key: str, target: str, services: tuple[ServiceConfig, ...]) -> None:
+def _check_target(table: Table, key: str, target: str, services: tuple[ServiceConfig, ...]) -> None:
     replicas = {name for s in services for name in s.replica_names}
     names = {s.name for s in services}
     if target not in names and target not in replicas:
@@ -714,7 +714,7 @@ def _check_target(table: _Table, key: str, target: str, services: tuple[ServiceC
 
 
 def _assertion(
-    table: _Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
+    table: Table, index: int, services: tuple[ServiceConfig, ...], clients: list[str], duration: float
 ) -> AssertionConfig:
     metric = table.choice("metric", METRICS)
     op = table.choice("op", OPERATORS)

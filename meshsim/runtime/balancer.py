@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -64,6 +64,7 @@ class Balancer:
         rng: random.Random,
         observer: Observer,
         outlier: OutlierConfig | None = None,
+        now: Callable[[], float] = trio.current_time,
     ) -> None:
         self.name = name
         self.client = client
@@ -74,14 +75,17 @@ class Balancer:
         self._trackers = {e.name: HealthTracker(health) for e in self.endpoints}
         self._rng = rng
         self._observer = observer
+        # Where the time comes from: Trio's clock, or (for a proxy answering on asyncio's side of
+        # the same thread) a reading of it that works outside a Trio task.
+        self.now = now
         self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
         self.panic = False
         if config.policy == "peak_ewma":
-            now = trio.current_time()
+            start = now()
             for endpoint in self.endpoints:
-                endpoint.latency = PeakEwma(config.ewma, now)
+                endpoint.latency = PeakEwma(config.ewma, start)
         self.mailbox: Mailbox[BalancerMessage] = Mailbox()
-        self.picker: Picker = build_picker(config, self.pickable(), rng, trio.current_time, self.endpoints)
+        self.picker: Picker = build_picker(config, self.pickable(), rng, now, self.endpoints)
 
     def usable(self, endpoint: Endpoint) -> bool:
         ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)
@@ -93,14 +97,14 @@ class Balancer:
         panic = threshold > 0 and len(usable) * 100.0 < threshold * len(self.endpoints)
         if panic != self.panic:
             self.panic = panic
-            self._observer.emit(PanicChanged(trio.current_time(), self.client, self.service, panic))
+            self._observer.emit(PanicChanged(self.now(), self.client, self.service, panic))
         if panic:
             # Envoy's panic mode: too few usable endpoints, so spread over all of them.
             return [e for e in self.endpoints if e.weight > 0]
         return usable
 
     def publish(self) -> None:
-        self.picker = build_picker(self.config, self.pickable(), self._rng, trio.current_time, self.endpoints)
+        self.picker = build_picker(self.config, self.pickable(), self._rng, self.now, self.endpoints)
 
     def handle(self, message: BalancerMessage) -> None:
         if isinstance(message, SweepOutliers):
@@ -114,7 +118,7 @@ class Balancer:
         if verdict is None:
             return
         endpoint.healthy = verdict
-        self._observer.emit(HealthChanged(trio.current_time(), self.client, endpoint.name, verdict, message.status))
+        self._observer.emit(HealthChanged(self.now(), self.client, endpoint.name, verdict, message.status))
         self.publish()
 
     def record_outcome(self, endpoint: Endpoint, status: StatusCode, rtt: float, now: float) -> None:
@@ -129,7 +133,7 @@ class Balancer:
 
     def _sweep(self) -> None:
         assert self.outlier is not None
-        now = trio.current_time()
+        now = self.now()
         ejections, returned = self.outlier.sweep(now)
         self._ejected(ejections, now)
         for name in returned:

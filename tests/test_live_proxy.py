@@ -1,0 +1,221 @@
+"""The proxy: real gRPC clients (plain grpc.aio stubs) through meshsim to real replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+import trio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from meshsim import live
+from meshsim.core.health import HealthConfig
+from meshsim.live import bridge
+from meshsim.live.proxy import Proxy, ProxyConfig
+from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from tests.conftest import ROOT
+
+FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
+
+
+def through_proxy(check: Callable[[Proxy, list[Replica]], Awaitable[None]], replicas: int = 2) -> None:
+    async def main() -> None:
+        started = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=replicas)))
+        config = ProxyConfig(
+            service="mesh.v1.MeshService", endpoints=tuple(r.address for r in started), health=FAST_HEALTH
+        )
+        try:
+            async with Proxy(config) as proxy:
+                await check(proxy, started)
+        finally:
+            await bridge.wait(stop_replicas(started, 0))
+
+    live.run(main)
+
+
+async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
+    for value in (1.0, 2.0, 6.0):
+        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
+
+
+async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
+    for n in range(3):
+        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
+
+
+def test_all_four_patterns_pass_through_and_calls_are_balanced() -> None:
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                seen = set()
+                for n in range(4):
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(request_id=f"r{n}", data="abc"), timeout=5)
+                    assert reply.request_id == f"r{n}"
+                    # The deadline reached the replica (grpc-timeout is coarse: a few ms either way).
+                    assert 4.0 < reply.deadline_remaining_s < 5.1
+                    seen.add(reply.replica)
+                assert seen == {r.address for r in replicas}
+                events = [e.sequence async for e in stub.StreamEvents(mesh_pb2.StreamRequest(count=3))]
+                assert events == [0, 1, 2]
+                summary = await stub.CollectMetrics(metrics())
+                assert (summary.count, summary.sum) == (3, 9.0)
+                answers = [m.message async for m in stub.Chat(chat())]
+                assert answers == ["echo: Message 0", "echo: Message 1", "echo: Message 2"]
+
+        await bridge.wait(client())
+
+    through_proxy(check)
+
+
+def test_status_details_and_metadata_pass_through() -> None:
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            replica.faults.error_rate = 1.0
+
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as failed:
+                    await stub.Process(mesh_pb2.ProcessRequest(request_id="x"), metadata=(("x-trace", "abc"),))
+                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "error injected by" in (failed.value.details() or "")
+                with pytest.raises(grpc.aio.AioRpcError) as unknown:
+                    await channel.unary_unary("/no.Such/Method")(b"")
+                assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+        await bridge.wait(client())
+
+    through_proxy(check)
+
+
+def test_a_dead_replica_is_routed_around_and_health_is_served() -> None:
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        await bridge.wait(replicas[0].stop(0))
+        await trio.sleep(0.5)
+
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                for n in range(6):
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5)
+                    assert reply.replica == replicas[1].address
+                probe = health_pb2_grpc.HealthStub(channel)
+                answer = await probe.Check(health_pb2.HealthCheckRequest(service="mesh.v1.MeshService"))
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        await bridge.wait(client())
+        await bridge.wait(replicas[1].stop(0))
+        await trio.sleep(0.5)
+
+        async def all_down() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                probe = health_pb2_grpc.HealthStub(channel)
+                answer = await probe.Check(health_pb2.HealthCheckRequest(service=""))
+                assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await mesh_pb2_grpc.MeshServiceStub(channel).Process(mesh_pb2.ProcessRequest(), timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        await bridge.wait(all_down())
+
+    through_proxy(check)
+
+
+def test_a_client_cancelling_cancels_the_replica_call() -> None:
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            replica.faults.latency = 5.0
+
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                call = mesh_pb2_grpc.MeshServiceStub(channel).Process(mesh_pb2.ProcessRequest(request_id="c"))
+                await trio_free_sleep(0.2)
+                call.cancel()
+
+        await bridge.wait(client())
+        assert proxy.balancer is not None
+        with trio.fail_after(3):
+            while any(e.in_flight for e in proxy.balancer.endpoints):  # noqa: ASYNC110 - counters, not events
+                await trio.sleep(0.02)
+
+    through_proxy(check)
+
+
+async def trio_free_sleep(seconds: float) -> None:
+    """Sleep on the asyncio side (this coroutine runs as an asyncio task)."""
+    await asyncio.sleep(seconds)
+
+
+@pytest.mark.slow
+def test_live_command_proxies_until_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "meshsim", "serve", "--port", "0", "--replicas", "2", "--grace", "0s"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    proxy = None
+    try:
+        assert serve.stdout is not None
+        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        config = tmp_path / "mesh.toml"
+        endpoints = ", ".join(f'"{r}"' for r in replicas)
+        config.write_text(
+            f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n\n[balancer]\npolicy = "round_robin"\n',
+            encoding="utf-8",
+        )
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "meshsim", "live", str(config)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proxy.stdout is not None
+        address = proxy.stdout.readline().split(" on ")[1].split(" to ")[0]
+        with grpc.insecure_channel(address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            answered = {stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5).replica for n in range(4)}
+        assert answered == set(replicas)
+        proxy.send_signal(signal.SIGTERM)
+        out, err = proxy.communicate(timeout=30)
+        assert proxy.returncode == 0, err
+        assert out.strip().endswith("stopped")
+    finally:
+        for process in (proxy, serve):
+            if process is None:
+                continue
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=10)  # also closes its pipes
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+
+def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[proxy]\nendpoints = []\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "meshsim", "live", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f'{config}: proxy.endpoints: expected a non-empty array of "host:port" strings' in result.stderr
