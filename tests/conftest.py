@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,46 @@ def write_scenario(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """`meshsim ARGS` in a subprocess, with its output unbuffered so that tests can read its first lines."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "meshsim", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then wait (reading and closing its pipes); kill if it will not stop."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`meshsim live` in front of two `meshsim serve` replicas, all real processes; yields its address."""
+    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    live = None
+    try:
+        assert serve.stdout is not None
+        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        config = tmp_path_factory.mktemp("live") / "mesh.toml"
+        endpoints = ", ".join(f'"{r}"' for r in replicas)
+        config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n', encoding="utf-8")
+        live = start("live", str(config))
+        assert live.stdout is not None
+        yield live.stdout.readline().split(" on ")[1].split(" to ")[0]
+    finally:
+        for process in (live, serve):
+            if process is not None:
+                stop(process)

@@ -7,59 +7,14 @@ command installs it like everything else.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
-
-
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "meshsim", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-
-
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
-    live = None
-    try:
-        assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
-        config = tmp_path_factory.mktemp("live") / "mesh.toml"
-        endpoints = ", ".join(f'"{r}"' for r in replicas)
-        config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n', encoding="utf-8")
-        live = start("live", str(config))
-        assert live.stdout is not None
-        yield live.stdout.readline().split(" on ")[1].split(" to ")[0]
-    finally:
-        for process in (live, serve):
-            if process is not None:
-                stop(process)
 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:

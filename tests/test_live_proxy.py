@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from meshsim.live import bridge
 from meshsim.live.proxy import Proxy, ProxyConfig
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start, stop
 
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
 
@@ -156,54 +155,30 @@ async def trio_free_sleep(seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_live_command_proxies_until_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "meshsim", "serve", "--port", "0", "--replicas", "2", "--grace", "0s"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    proxy = None
+def test_live_command_proxies_until_sigterm(proxy: str) -> None:
+    with grpc.insecure_channel(proxy) as channel:
+        stub = mesh_pb2_grpc.MeshServiceStub(channel)
+        answered = {stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5).replica for n in range(4)}
+    assert len(answered) == 2  # both replicas behind the proxy took calls
+
+
+@pytest.mark.slow
+def test_live_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    serve = start("serve", "--port", "0", "--grace", "0s")
     try:
         assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        replica = serve.stdout.readline().split(" on ")[1].strip()
         config = tmp_path / "mesh.toml"
-        endpoints = ", ".join(f'"{r}"' for r in replicas)
-        config.write_text(
-            f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n\n[balancer]\npolicy = "round_robin"\n',
-            encoding="utf-8",
-        )
-        proxy = subprocess.Popen(
-            [sys.executable, "-m", "meshsim", "live", str(config)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert proxy.stdout is not None
-        address = proxy.stdout.readline().split(" on ")[1].split(" to ")[0]
-        with grpc.insecure_channel(address) as channel:
-            stub = mesh_pb2_grpc.MeshServiceStub(channel)
-            answered = {stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5).replica for n in range(4)}
-        assert answered == set(replicas)
-        proxy.send_signal(signal.SIGTERM)
-        out, err = proxy.communicate(timeout=30)
-        assert proxy.returncode == 0, err
+        config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = ["{replica}"]\n', encoding="utf-8")
+        live = start("live", str(config))
+        assert live.stdout is not None
+        assert live.stdout.readline().startswith("proxying mesh.v1.MeshService on 127.0.0.1:")
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=30)
+        assert live.returncode == 0, err
         assert out.strip().endswith("stopped")
     finally:
-        for process in (proxy, serve):
-            if process is None:
-                continue
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.communicate(timeout=10)  # also closes its pipes
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+        stop(serve)
 
 
 def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
