@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -19,6 +19,7 @@ from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_repli
 from meshsim.live.servicer import MeshServicer, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
+from tests.messages import chat, metrics
 
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
 
@@ -32,16 +33,6 @@ def with_mesh(check: Callable[[list[Replica]], Awaitable[None]], replicas: int =
             await bridge.wait(stop_replicas(started, 0))
 
     live.run(main)
-
-
-async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
-    for value in (1.0, 2.0, 6.0):
-        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
-
-
-async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
-    for n in range(3):
-        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
 
 
 def test_all_four_patterns_through_the_client() -> None:

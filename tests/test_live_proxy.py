@@ -6,7 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from meshsim.live.proxy import Proxy, ProxyConfig
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import ROOT, start, stop
+from tests.messages import chat, metrics
 
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
 
@@ -38,16 +39,6 @@ def through_proxy(check: Callable[[Proxy, list[Replica]], Awaitable[None]], repl
             await bridge.wait(stop_replicas(started, 0))
 
     live.run(main)
-
-
-async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
-    for value in (1.0, 2.0, 6.0):
-        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
-
-
-async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
-    for n in range(3):
-        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
 
 
 def test_all_four_patterns_pass_through_and_calls_are_balanced() -> None:

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
@@ -21,6 +21,7 @@ from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas
 from meshsim.live.servicer import ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import ROOT
+from tests.messages import chat, metrics
 
 Check = Callable[[list[Replica]], Awaitable[None]]
 
@@ -35,16 +36,6 @@ def with_replicas(check: Check, replicas: int = 1, faults: ServerFaults | None =
             await stop_replicas(started, 0)
 
     asyncio.run(main())
-
-
-async def metrics() -> AsyncIterator[mesh_pb2.Metric]:
-    for value in (1.0, 2.0, 6.0):
-        yield mesh_pb2.Metric(metric_name="cpu_usage", value=value)
-
-
-async def chat() -> AsyncIterator[mesh_pb2.ChatMessage]:
-    for n in range(3):
-        yield mesh_pb2.ChatMessage(user_id="user-123", message=f"Message {n}")
 
 
 def test_all_four_patterns() -> None:

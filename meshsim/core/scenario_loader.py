@@ -11,9 +11,9 @@ import difflib
 import itertools
 import math
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
@@ -58,6 +58,7 @@ from meshsim.core.status import SERVER_FAILURES, HealthStatus, StatusCode
 from meshsim.core.units import format_duration, parse_duration
 
 _MISSING: Any = object()
+T = TypeVar("T")
 
 _TYPE_NAMES = {
     str: "a string",
@@ -432,6 +433,16 @@ def read_health(table: Table | None) -> HealthConfig:
     return config
 
 
+def _optional(parent: Table, key: str, build: Callable[[Table], T]) -> T | None:
+    """`build` the sub-table `key` when it is there (checking it has no unknown keys), else None."""
+    table = parent.table(key, None)
+    if table is None:
+        return None
+    result = build(table)
+    table.done()
+    return result
+
+
 def _outlier(table: Table | None) -> OutlierConfig | None:
     if table is None:
         return None
@@ -443,41 +454,42 @@ def _outlier(table: Table | None) -> OutlierConfig | None:
         max_ejection_percent=table.number("max_ejection_percent", 10.0, minimum=0.0, maximum=100.0),
         failure_status_codes=table.statuses("failure_status_codes", SERVER_FAILURES),
     )
-    consecutive = table.table("consecutive_failures", None)
-    if consecutive is not None:
-        config = attrs.evolve(
-            config,
-            consecutive_failures=ConsecutiveFailuresConfig(
-                threshold=consecutive.integer("threshold", 5, minimum=1),
-                enforcement_percentage=consecutive.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
-                status_codes=consecutive.statuses("status_codes", SERVER_FAILURES),
+
+    def enforcement(t: Table) -> float:
+        return float(t.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0))
+
+    config = attrs.evolve(
+        config,
+        consecutive_failures=_optional(
+            table,
+            "consecutive_failures",
+            lambda t: ConsecutiveFailuresConfig(
+                threshold=t.integer("threshold", 5, minimum=1),
+                enforcement_percentage=enforcement(t),
+                status_codes=t.statuses("status_codes", SERVER_FAILURES),
             ),
-        )
-        consecutive.done()
-    success = table.table("success_rate", None)
-    if success is not None:
-        config = attrs.evolve(
-            config,
-            success_rate=SuccessRateConfig(
-                stdev_factor=success.integer("stdev_factor", 1900, minimum=0),
-                enforcement_percentage=success.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
-                minimum_hosts=success.integer("minimum_hosts", 5, minimum=1),
-                request_volume=success.integer("request_volume", 100, minimum=1),
+        ),
+        success_rate=_optional(
+            table,
+            "success_rate",
+            lambda t: SuccessRateConfig(
+                stdev_factor=t.integer("stdev_factor", 1900, minimum=0),
+                enforcement_percentage=enforcement(t),
+                minimum_hosts=t.integer("minimum_hosts", 5, minimum=1),
+                request_volume=t.integer("request_volume", 100, minimum=1),
             ),
-        )
-        success.done()
-    failure = table.table("failure_percentage", None)
-    if failure is not None:
-        config = attrs.evolve(
-            config,
-            failure_percentage=FailurePercentageConfig(
-                threshold=failure.number("threshold", 85.0, minimum=0.0, maximum=100.0),
-                enforcement_percentage=failure.number("enforcement_percentage", 100.0, minimum=0.0, maximum=100.0),
-                minimum_hosts=failure.integer("minimum_hosts", 5, minimum=1),
-                request_volume=failure.integer("request_volume", 50, minimum=1),
+        ),
+        failure_percentage=_optional(
+            table,
+            "failure_percentage",
+            lambda t: FailurePercentageConfig(
+                threshold=t.number("threshold", 85.0, minimum=0.0, maximum=100.0),
+                enforcement_percentage=enforcement(t),
+                minimum_hosts=t.integer("minimum_hosts", 5, minimum=1),
+                request_volume=t.integer("request_volume", 50, minimum=1),
             ),
-        )
-        failure.done()
+        ),
+    )
     if config.consecutive_failures is None and config.success_rate is None and config.failure_percentage is None:
         table.fail(None, "needs at least one detector: consecutive_failures, success_rate or failure_percentage")
     table.done()
@@ -507,22 +519,22 @@ def _policies(top: Table) -> CallPolicies:
                     "(give each a `methods` list)",
                 )
         hedging_table.done()
-    throttle = None
-    throttle_table = top.table("retry_throttling", None)
-    if throttle_table is not None:
-        throttle = ThrottleConfig(
-            max_tokens=throttle_table.number("max_tokens", 100.0, above=0.0, maximum=1000.0),
-            token_ratio=throttle_table.number("token_ratio", 0.1, above=0.0),
-        )
-        throttle_table.done()
-    budget = None
-    budget_table = top.table("retry_budget", None)
-    if budget_table is not None:
-        budget = BudgetConfig(
-            budget_percent=budget_table.number("budget_percent", 20.0, minimum=0.0),
-            min_retry_concurrency=budget_table.integer("min_retry_concurrency", 3, minimum=0),
-        )
-        budget_table.done()
+    throttle = _optional(
+        top,
+        "retry_throttling",
+        lambda t: ThrottleConfig(
+            max_tokens=t.number("max_tokens", 100.0, above=0.0, maximum=1000.0),
+            token_ratio=t.number("token_ratio", 0.1, above=0.0),
+        ),
+    )
+    budget = _optional(
+        top,
+        "retry_budget",
+        lambda t: BudgetConfig(
+            budget_percent=t.number("budget_percent", 20.0, minimum=0.0),
+            min_retry_concurrency=t.integer("min_retry_concurrency", 3, minimum=0),
+        ),
+    )
     if budget is not None and retry is None:
         top.fail("retry_budget", "limits retries, but there is no [retry] (hedges are limited by [retry_throttling])")
     if throttle is not None and retry is None and hedging is None:
@@ -537,14 +549,14 @@ def _policies(top: Table) -> CallPolicies:
         breakers.done()  # a misspelt sub-table is named before the "needs" below
         if replica_breaker is None and service_breaker is None:
             breakers.fail(None, "needs [circuit_breaker.replica] or [circuit_breaker.service]")
-    limits = None
-    limits_table = top.table("concurrency_limit", None)
-    if limits_table is not None:
-        limits = ConcurrencyLimit(
-            max_requests=limits_table.integer("max_requests", 1024, minimum=1),
-            max_pending=limits_table.integer("max_pending", 1024, minimum=0),
-        )
-        limits_table.done()
+    limits = _optional(
+        top,
+        "concurrency_limit",
+        lambda t: ConcurrencyLimit(
+            max_requests=t.integer("max_requests", 1024, minimum=1),
+            max_pending=t.integer("max_pending", 1024, minimum=0),
+        ),
+    )
     return CallPolicies(
         retry=retry,
         hedging=hedging,
