@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -185,3 +186,23 @@ def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f'{config}: proxy.endpoints: expected a non-empty array of "host:port" strings' in result.stderr
+
+
+def test_a_busy_listen_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "busy.toml"
+        config.write_text(f'[proxy]\nlisten = "127.0.0.1:{port}"\nendpoints = ["127.0.0.1:1"]\n', encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "meshsim", "live", str(config)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"the proxy cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

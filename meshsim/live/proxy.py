@@ -79,6 +79,18 @@ class Proxy:
     async def __aenter__(self) -> Proxy:
         config = self.config
         self._offset = trio.current_time() - time.monotonic()
+        # Bind first: a port that cannot be had is an error before anything is started.
+        self._server = server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        server.add_generic_rpc_handlers((_ForwardEverything(self),))
+        try:
+            port = server.add_insecure_port(config.listen)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"the proxy cannot listen on {config.listen}")
+        host = config.listen.rsplit(":", 1)[0]
+        self.address = f"{host}:{port}"
         channels = {e: grpc.aio.insecure_channel(e) for e in config.endpoints}
         self._transport = transport = LiveTransport(channels)
         endpoints = [Endpoint(e, index=i) for i, e in enumerate(config.endpoints)]
@@ -105,14 +117,6 @@ class Proxy:
                 )
                 supervisor.start(checker)
         self.observer.subscribe(HealthChanged, self._health_changed)
-        self._server = server = grpc.aio.server()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        server.add_generic_rpc_handlers((_ForwardEverything(self),))
-        port = server.add_insecure_port(config.listen)
-        if port == 0:
-            raise ValueError(f"the proxy cannot listen on {config.listen}")
-        host = config.listen.rsplit(":", 1)[0]
-        self.address = f"{host}:{port}"
         await bridge.wait(server.start())
         await self._publish_health()
         return self
