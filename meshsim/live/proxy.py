@@ -71,6 +71,7 @@ class Proxy:
         self._transport: LiveTransport | None = None
         self.balancer: Balancer | None = None
         self._offset = 0.0
+        self._publishing: set[asyncio.Task[None]] = set()
 
     def now(self) -> float:
         """Trio's clock, read from either side of the thread (grpc.aio's handlers run outside Trio tasks)."""
@@ -135,7 +136,10 @@ class Proxy:
                 await self._transport.close()
 
     def _health_changed(self, event: HealthChanged) -> None:
-        asyncio.get_running_loop().create_task(self._publish_health())
+        # asyncio keeps only weak references to tasks: hold this one until it is done.
+        task = asyncio.get_running_loop().create_task(self._publish_health())
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     async def _publish_health(self) -> None:
         assert self.balancer is not None
