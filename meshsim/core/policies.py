@@ -28,3 +28,8 @@ class CallPolicies:
     def hedging_for(self, pattern: Pattern) -> HedgingPolicy | None:
         hedging = self.hedging
         return hedging if hedging is not None and METHOD_OF_PATTERN[pattern] in hedging.methods else None
+
+    def for_pattern(self, pattern: Pattern) -> tuple[RetryPolicy | None, HedgingPolicy | None]:
+        """The retry or the hedging policy a call of `pattern` runs under (A6: never both)."""
+        retry = self.retry_for(pattern)
+        return retry, None if retry is not None else self.hedging_for(pattern)

@@ -25,7 +25,6 @@ import trio
 
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import AttemptFinished, AttemptKind, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
@@ -38,7 +37,7 @@ from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, 
 from meshsim.pb.v1 import mesh_pb2
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer, OutlierSweeper
-from meshsim.runtime.channel import MeshChannel
+from meshsim.runtime.channel import MeshChannel, record_direct_call
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
@@ -222,7 +221,7 @@ class GrpcClient:
     async def StreamEvents(
         self, request: mesh_pb2.StreamRequest, *, timeout: float | None = None
     ) -> AsyncIterator[mesh_pb2.Event]:
-        async with self._stream("StreamEvents", Pattern.SERVER_STREAM, timeout) as (channel, record):
+        async with _StreamScope(self, Pattern.SERVER_STREAM) as (channel, record):
             call = channel.unary_stream(
                 f"/{self.service_name}/StreamEvents",
                 request_serializer=_serializer(request),
@@ -234,16 +233,14 @@ class GrpcClient:
     async def CollectMetrics(
         self, requests: AsyncIterable[mesh_pb2.Metric], *, timeout: float | None = None
     ) -> mesh_pb2.MetricsSummary:
-        async with self._stream("CollectMetrics", Pattern.CLIENT_STREAM, timeout) as (channel, record):
+        async with _StreamScope(self, Pattern.CLIENT_STREAM) as (channel, record):
             call = channel.stream_unary(
                 f"/{self.service_name}/CollectMetrics",
                 request_serializer=mesh_pb2.Metric.SerializeToString,
                 response_deserializer=mesh_pb2.MetricsSummary.FromString,
             )(timeout=timeout)
             try:
-                async for message in requests:
-                    await bridge.wait(call.write(message))
-                await bridge.wait(call.done_writing())
+                await _send_all(call, requests)
                 summary = await bridge.wait(call)
             except grpc.aio.AioRpcError as error:
                 record(status_of(error))
@@ -257,31 +254,23 @@ class GrpcClient:
     async def Chat(
         self, requests: AsyncIterable[mesh_pb2.ChatMessage], *, timeout: float | None = None
     ) -> AsyncIterator[mesh_pb2.ChatMessage]:
-        async with self._stream("Chat", Pattern.BIDI, timeout) as (channel, record):
+        async with _StreamScope(self, Pattern.BIDI) as (channel, record):
             call = channel.stream_stream(
                 f"/{self.service_name}/Chat",
                 request_serializer=mesh_pb2.ChatMessage.SerializeToString,
                 response_deserializer=mesh_pb2.ChatMessage.FromString,
             )(timeout=timeout)
 
-            async def send() -> None:
-                async for message in requests:
-                    await bridge.wait(call.write(message))
-                await bridge.wait(call.done_writing())
-
             assert self._nursery is not None
-            self._nursery.start_soon(send)
+            self._nursery.start_soon(_send_all, call, requests)
             async for message in _read_all(call, record):
                 yield message
-
-    def _stream(self, method: str, pattern: Pattern, timeout: float | None) -> _StreamScope:
-        return _StreamScope(self, method, pattern)
 
 
 class _StreamScope:
     """Picks a replica for one stream, counts it in flight, and records how the stream ended."""
 
-    def __init__(self, client: GrpcClient, method: str, pattern: Pattern) -> None:
+    def __init__(self, client: GrpcClient, pattern: Pattern) -> None:
         self.client = client
         self.pattern = pattern
         self.status: StatusCode | None = None
@@ -312,16 +301,23 @@ class _StreamScope:
 
     def _emit(self, endpoint: Endpoint | None, status: StatusCode) -> None:
         client = self.client
-        now = trio.current_time()
-        name = None if endpoint is None else endpoint.name
-        client.observer.emit(
-            AttemptFinished(client.name, client.service_name, name, AttemptKind.FIRST, status, self.started, now)
+        record_direct_call(
+            client.channel.balancer,
+            client.observer,
+            client.name,
+            self.pattern,
+            endpoint,
+            status,
+            self.started,
+            trio.current_time(),
         )
-        client.observer.emit(
-            RequestFinished(client.name, client.service_name, name, self.pattern, status, self.started, now, attempts=1)
-        )
-        if endpoint is not None:
-            client.channel.balancer.record_outcome(endpoint, status, now - self.started, now)
+
+
+async def _send_all(call: Any, requests: AsyncIterable[Any]) -> None:
+    """Write every request of a client stream, then half-close it."""
+    async for message in requests:
+        await bridge.wait(call.write(message))
+    await bridge.wait(call.done_writing())
 
 
 async def _read_all(call: Any, record: Any) -> AsyncIterator[Any]:

@@ -30,7 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import Pattern
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import AttemptFinished, AttemptKind, HealthChanged, RequestFinished
+from meshsim.core.events import HealthChanged
 from meshsim.core.health import HealthConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.status import StatusCode
@@ -38,6 +38,7 @@ from meshsim.live import bridge
 from meshsim.live.transport import LiveTransport, status_of
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.channel import record_direct_call
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.observer import Observer
 
@@ -185,13 +186,11 @@ class Proxy:
             self._record(endpoint, status, started)
 
     def _record(self, endpoint: Endpoint | None, status: StatusCode, started: float) -> None:
-        now = self.now()
-        name = None if endpoint is None else endpoint.name
-        service, client = self.config.service, self.config.name
-        self.observer.emit(AttemptFinished(client, service, name, AttemptKind.FIRST, status, started, now))
-        self.observer.emit(RequestFinished(client, service, name, Pattern.BIDI, status, started, now))
-        if endpoint is not None and self.balancer is not None:
-            self.balancer.record_outcome(endpoint, status, now - started, now)
+        assert self.balancer is not None
+        # The proxy cannot tell a method's shape from raw bytes: every call counts as bidi.
+        record_direct_call(
+            self.balancer, self.observer, self.config.name, Pattern.BIDI, endpoint, status, started, self.now()
+        )
 
 
 class _ForwardEverything(grpc.GenericRpcHandler):

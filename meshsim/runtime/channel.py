@@ -80,8 +80,7 @@ class MeshChannel:
         if policies.replica_breaker is not None:
             self._replica_breakers = {e.name: CircuitBreaker(policies.replica_breaker) for e in balancer.endpoints}
         # Which policy each call pattern runs under, decided once rather than per call.
-        self.retry_by_pattern = {p: policies.retry_for(p) for p in Pattern}
-        self.hedging_by_pattern = {p: None if policies.retry_for(p) else policies.hedging_for(p) for p in Pattern}
+        self.policy_by_pattern = {p: policies.for_pattern(p) for p in Pattern}
         self.active_calls = 0
         # Every call not yet ended, in start order (a dict, so the order is never an address's).
         self._live: dict[CallRun, None] = {}
@@ -99,8 +98,7 @@ class MeshChannel:
             self.observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
         run = CallRun(self, call, now, on_finished)
         if policies is not None:
-            run.retry = policies.retry_for(call.pattern)
-            run.hedging = None if run.retry is not None else policies.hedging_for(call.pattern)
+            run.retry, run.hedging = policies.for_pattern(call.pattern)
         self._live[run] = None
         if self.service_breaker is not None:
             allowed, moved = self.service_breaker.try_acquire(now)
@@ -220,6 +218,26 @@ class MeshChannel:
             self.observer.emit(BreakerChanged(now, self.client, scope, target, moved.value))
 
 
+def record_direct_call(
+    balancer: Balancer,
+    observer: Observer,
+    client: str,
+    pattern: Pattern,
+    endpoint: Endpoint | None,
+    status: StatusCode,
+    started: float,
+    now: float,
+) -> None:
+    """Account for a call sent as one attempt outside a CallRun (a live stream, a proxied call):
+    the same events and balancer feedback a CallRun produces."""
+    name = None if endpoint is None else endpoint.name
+    service = balancer.service
+    observer.emit(AttemptFinished(client, service, name, AttemptKind.FIRST, status, started, now))
+    observer.emit(RequestFinished(client, service, name, pattern, status, started, now))
+    if endpoint is not None:
+        balancer.record_outcome(endpoint, status, now - started, now)
+
+
 class Attempt:
     __slots__ = ("endpoint", "handle", "kind", "started")
 
@@ -261,8 +279,7 @@ class CallRun:
         self.call = call
         self.started = started
         self.deadline_at = None if call.deadline is None else started + call.deadline
-        self.retry = channel.retry_by_pattern[call.pattern]
-        self.hedging = channel.hedging_by_pattern[call.pattern]
+        self.retry, self.hedging = channel.policy_by_pattern[call.pattern]
         self.active: list[Attempt] = []
         self.tried: list[Endpoint] = []
         self.attempts = 0
