@@ -2,17 +2,18 @@
 
 Each case states a mesh (two replicas, a fault on the first, a policy) and what a
 user should see; `simulate` runs it as a scenario in virtual time, `go_live` runs it
-through GrpcClient against replicas on 127.0.0.1. The same mesh logic must give the
+against replicas on 127.0.0.1, through GrpcClient and through the proxy. The same mesh logic must give the
 same answer in both.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
+import grpc
 import pytest
 import trio
 
@@ -20,12 +21,15 @@ from meshsim import live
 from meshsim.core.events import EndpointEjected, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import ConsecutiveFailuresConfig, OutlierConfig
+from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.proxy import Proxy, ProxyConfig
 from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-from meshsim.pb.v1 import mesh_pb2
+from meshsim.live.servicer import SERVICE_NAME
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from meshsim.sim.runner import run_scenario
 
@@ -106,7 +110,8 @@ target = "api/0"
     return seen
 
 
-def go_live(case: Case) -> Seen:
+def go_live(case: Case, via: str) -> Seen:
+    """Real replicas, reached through GrpcClient (`via="client"`) or through the proxy from a plain stub."""
     seen = Seen()
 
     async def main() -> None:
@@ -129,26 +134,49 @@ def go_live(case: Case) -> Seen:
                 max_ejection_percent=50,
                 consecutive_failures=ConsecutiveFailuresConfig(threshold=3),
             )
-        client = live.GrpcClient(
-            endpoints=addresses,
-            retry_policy=RetryPolicy(max_attempts=3, initial_backoff=0.005) if case.retry else None,
-            hedging_policy=HedgingPolicy(max_attempts=2, hedging_delay=0.05) if case.hedging else None,
-            health=HealthConfig(interval=0.1, timeout=0.05),
-            outlier_detection=outlier,
-            observer=observer,
-        )
+        retry = RetryPolicy(max_attempts=3, initial_backoff=0.005) if case.retry else None
+        hedging = HedgingPolicy(max_attempts=2, hedging_delay=0.05) if case.hedging else None
+        health = HealthConfig(interval=0.1, timeout=0.05)
         try:
-            async with client:
-                for n in range(CALLS):
-                    # A failed call raises, and is recorded as a RequestFinished all the same.
-                    with contextlib.suppress(live.RpcError):
-                        await client.unary("Process", mesh_pb2.ProcessRequest(request_id=str(n)), timeout=2.0)
-                    await trio.sleep(0.015)
+            if via == "client":
+                client = live.GrpcClient(
+                    endpoints=addresses,
+                    retry_policy=retry,
+                    hedging_policy=hedging,
+                    health=health,
+                    outlier_detection=outlier,
+                    observer=observer,
+                )
+                async with client:
+                    await make_calls(lambda request: client.unary("Process", request, timeout=2.0))
+            else:
+                config = ProxyConfig(
+                    service=SERVICE_NAME,
+                    endpoints=tuple(addresses),
+                    health=health,
+                    policies=CallPolicies(retry=retry, hedging=hedging),
+                    outlier=outlier,
+                )
+                async with Proxy(config, observer) as proxy:
+                    channel = grpc.aio.insecure_channel(proxy.address)
+                    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                    try:
+                        await make_calls(lambda request: bridge.wait(stub.Process(request, timeout=2.0)))
+                    finally:
+                        await bridge.wait(channel.close())
         finally:
             await bridge.wait(stop_replicas(replicas, 0))
 
     live.run(main)
     return seen
+
+
+async def make_calls(send: Callable[[mesh_pb2.ProcessRequest], Awaitable[object]]) -> None:
+    for n in range(CALLS):
+        # A failed call raises, and is recorded as a RequestFinished all the same.
+        with contextlib.suppress(live.RpcError, grpc.aio.AioRpcError):
+            await send(mesh_pb2.ProcessRequest(request_id=str(n)))
+        await trio.sleep(0.015)
 
 
 def check(case: Case, seen: Seen) -> None:
@@ -178,5 +206,11 @@ def test_in_the_simulator(case: Case, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_against_real_replicas(case: Case) -> None:
-    check(case, go_live(case))
+def test_against_real_replicas_through_the_client(case: Case) -> None:
+    check(case, go_live(case, via="client"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_against_real_replicas_through_the_proxy(case: Case) -> None:
+    check(case, go_live(case, via="proxy"))

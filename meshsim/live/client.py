@@ -7,14 +7,15 @@
 
     meshsim.live.run(main)
 
-Unary calls go through the mesh: the balancer's picker, retries or hedging, deadlines,
-breakers and outlier detection, exactly as in the simulator. Streaming calls are sent to
-one replica the picker chooses and are not retried (a stream may have delivered
-messages already; A6 would retry only before the first, which is the proxy's job).
+Every call goes through the mesh: the balancer's picker, retries or hedging, deadlines,
+breakers and outlier detection, exactly as in the simulator. A streaming call may be
+retried or hedged until its first response headers arrive (A6's commit); from then on
+it stays with the replica that answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from types import TracebackType
@@ -33,11 +34,12 @@ from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.servicer import SERVICE_NAME
+from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
 from meshsim.pb.v1 import mesh_pb2
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer, OutlierSweeper
-from meshsim.runtime.channel import MeshChannel, record_direct_call
+from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
@@ -157,6 +159,13 @@ class GrpcClient:
                 await self._transport.close()
 
     @property
+    def background(self) -> trio.Nursery:
+        """Where the client's own tasks run (copying a caller's request stream)."""
+        if self._nursery is None:
+            raise RuntimeError("use GrpcClient in `async with`")
+        return self._nursery
+
+    @property
     def channel(self) -> MeshChannel:
         if self._channel is None:
             raise RuntimeError("use GrpcClient in `async with`")
@@ -216,123 +225,124 @@ class GrpcClient:
         response: mesh_pb2.ProcessResponse = await self.unary("Process", request, **options)
         return response
 
-    # --- streams, to one picked replica --------------------------------------------------
+    # --- streams, through the mesh until they answer ------------------------------------
 
     async def StreamEvents(
-        self, request: mesh_pb2.StreamRequest, *, timeout: float | None = None
+        self, request: mesh_pb2.StreamRequest, *, timeout: float | None = None, metadata: Metadata = ()
     ) -> AsyncIterator[mesh_pb2.Event]:
-        async with _StreamScope(self, Pattern.SERVER_STREAM) as (channel, record):
-            call = channel.unary_stream(
-                f"/{self.service_name}/StreamEvents",
-                request_serializer=_serializer(request),
-                response_deserializer=mesh_pb2.Event.FromString,
-            )(request, timeout=timeout)
-            async for message in _read_all(call, record):
-                yield message
+        stream = _MeshStream(self, "StreamEvents", Pattern.SERVER_STREAM, timeout, metadata)
+        stream.requests.append(request)
+        stream.requests.end()
+        async for event in stream.responses():
+            yield event
 
     async def CollectMetrics(
-        self, requests: AsyncIterable[mesh_pb2.Metric], *, timeout: float | None = None
+        self, requests: AsyncIterable[mesh_pb2.Metric], *, timeout: float | None = None, metadata: Metadata = ()
     ) -> mesh_pb2.MetricsSummary:
-        async with _StreamScope(self, Pattern.CLIENT_STREAM) as (channel, record):
-            call = channel.stream_unary(
-                f"/{self.service_name}/CollectMetrics",
-                request_serializer=mesh_pb2.Metric.SerializeToString,
-                response_deserializer=mesh_pb2.MetricsSummary.FromString,
-            )(timeout=timeout)
-            try:
-                await _send_all(call, requests)
-                summary = await bridge.wait(call)
-            except grpc.aio.AioRpcError as error:
-                record(status_of(error))
-                raise RpcError(status_of(error), error.details() or "") from None
-            finally:
-                call.cancel()
-            record(StatusCode.OK)
-            result: mesh_pb2.MetricsSummary = summary
-            return result
+        stream = _MeshStream(self, "CollectMetrics", Pattern.CLIENT_STREAM, timeout, metadata)
+        answers = [summary async for summary in stream.responses(requests)]
+        if len(answers) != 1:
+            raise RpcError(StatusCode.INTERNAL, f"a client stream must answer once; the server sent {len(answers)}")
+        summary: mesh_pb2.MetricsSummary = answers[0]
+        return summary
 
     async def Chat(
-        self, requests: AsyncIterable[mesh_pb2.ChatMessage], *, timeout: float | None = None
+        self, requests: AsyncIterable[mesh_pb2.ChatMessage], *, timeout: float | None = None, metadata: Metadata = ()
     ) -> AsyncIterator[mesh_pb2.ChatMessage]:
-        async with _StreamScope(self, Pattern.BIDI) as (channel, record):
-            call = channel.stream_stream(
-                f"/{self.service_name}/Chat",
-                request_serializer=mesh_pb2.ChatMessage.SerializeToString,
-                response_deserializer=mesh_pb2.ChatMessage.FromString,
-            )(timeout=timeout)
-
-            assert self._nursery is not None
-            self._nursery.start_soon(_send_all, call, requests)
-            async for message in _read_all(call, record):
-                yield message
-
-
-class _StreamScope:
-    """Picks a replica for one stream, counts it in flight, and records how the stream ended."""
-
-    def __init__(self, client: GrpcClient, pattern: Pattern) -> None:
-        self.client = client
-        self.pattern = pattern
-        self.status: StatusCode | None = None
-        self.endpoint: Endpoint | None = None
-        self.started = 0.0
-
-    def record(self, status: StatusCode) -> None:
-        if self.status is None:
-            self.status = status
-
-    async def __aenter__(self) -> tuple[grpc.aio.Channel, Any]:
-        channel = self.client.channel
-        self.started = trio.current_time()
-        self.endpoint = channel.pick(None, [])
-        if self.endpoint is None:
-            self._emit(None, StatusCode.UNAVAILABLE)
-            raise RpcError(StatusCode.UNAVAILABLE, "no replica available")
-        self.endpoint.in_flight += 1
-        assert self.client._transport is not None
-        return self.client._transport.channels[self.endpoint.name], self.record
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
-        assert self.endpoint is not None
-        self.endpoint.in_flight -= 1
-        if self.status is None:
-            self.status = StatusCode.CANCELLED if error is not None else StatusCode.OK
-        self._emit(self.endpoint, self.status)
-
-    def _emit(self, endpoint: Endpoint | None, status: StatusCode) -> None:
-        client = self.client
-        record_direct_call(
-            client.channel.balancer,
-            client.observer,
-            client.name,
-            self.pattern,
-            endpoint,
-            status,
-            self.started,
-            trio.current_time(),
-        )
-
-
-async def _send_all(call: Any, requests: AsyncIterable[Any]) -> None:
-    """Write every request of a client stream, then half-close it."""
-    async for message in requests:
-        await bridge.wait(call.write(message))
-    await bridge.wait(call.done_writing())
-
-
-async def _read_all(call: Any, record: Any) -> AsyncIterator[Any]:
-    try:
-        while True:
-            message = await bridge.wait(call.read())
-            if message is grpc.aio.EOF:
-                break
+        stream = _MeshStream(self, "Chat", Pattern.BIDI, timeout, metadata)
+        async for message in stream.responses(requests):
             yield message
-    except grpc.aio.AioRpcError as error:
-        record(status_of(error))
-        raise RpcError(status_of(error), error.details() or "") from None
-    finally:
-        call.cancel()
-    record(StatusCode.OK)
+
+
+Metadata = Sequence[tuple[str, str]]
+
+
+class _MeshStream:
+    """One streaming call through the mesh: retried or hedged until an attempt answers (its
+    requests are replayed to each new attempt), then read from the attempt that answered."""
+
+    def __init__(self, client: GrpcClient, method: str, pattern: Pattern, timeout: float | None, metadata: Metadata):
+        self.client = client
+        self.requests = RequestReplay(size=_size)
+        types = _MESH_TYPES.get(method) if client.service_name == SERVICE_NAME else None
+        self.invocation = StreamInvocation(
+            f"/{client.service_name}/{method}",
+            self.requests,
+            tuple(metadata),
+            serializer=_serialize,
+            deserializer=None if types is None else types[1].FromString,
+        )
+        self.call = CallSpec(
+            client=client.name, service=client.service_name, pattern=pattern, deadline=timeout, payload=self.invocation
+        )
+        self.request_error: BaseException | None = None
+
+    async def responses(self, requests: AsyncIterable[Any] | None = None) -> AsyncIterator[Any]:
+        client = self.client
+        invocation = self.invocation
+        run = client.channel.start(self.call, invocation.ended)
+        invocation.started(run)
+        sending = None if requests is None else await client.background.start(self._send, requests)
+        attempt: StreamAttempt | None = None
+        try:
+            outcome = await bridge.wait(invocation.outcome)
+            if isinstance(outcome, Unanswered):
+                raise RpcError(outcome.status, self._details(outcome.details))
+            attempt = outcome
+            async for message in self._read(attempt):
+                yield message
+        finally:
+            if sending is not None:
+                sending.cancel()
+            if attempt is not None:
+                attempt.cancel(StatusCode.CANCELLED)  # nothing if it already ended
+            elif not run.done:
+                run.finish(StatusCode.CANCELLED)
+
+    async def _read(self, attempt: StreamAttempt) -> AsyncIterator[Any]:
+        call = attempt.call
+        try:
+            while True:
+                message = await bridge.wait(call.read())
+                if message is grpc.aio.EOF:
+                    break
+                yield message
+        except grpc.aio.AioRpcError as error:
+            attempt.report(status_of(error))
+            raise RpcError(status_of(error), self._details(error.details() or "")) from None
+        except asyncio.CancelledError:
+            # The call path ended the attempt (the call's deadline, the client closing).
+            raise RpcError(attempt.cancelled_with or StatusCode.CANCELLED, self._details(attempt.details)) from None
+        attempt.report(StatusCode.OK)
+
+    async def _send(self, requests: AsyncIterable[Any], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Copy the caller's requests into the replay (a task of the client's, so that a caller's
+        slow iterator never holds up reading responses)."""
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            try:
+                async for message in requests:
+                    self.requests.append(message)
+            except Exception as error:  # the caller's iterator failed: the call cannot go on
+                self.request_error = error
+                run = self.invocation.run
+                if run is not None and not run.done:
+                    run.finish(StatusCode.CANCELLED, cancel_with=StatusCode.CANCELLED)
+                return
+            self.requests.end()
+
+    def _details(self, details: str) -> str:
+        if self.request_error is not None:
+            return f"the request stream failed: {self.request_error!r}"
+        return details
+
+
+def _serialize(message: Any) -> bytes:
+    return message if isinstance(message, bytes) else bytes(message.SerializeToString())
+
+
+def _size(message: Any) -> int:
+    return len(message) if isinstance(message, bytes) else int(message.ByteSize())
 
 
 def _serializer(request: Any) -> Any:

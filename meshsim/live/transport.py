@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import grpc
@@ -19,14 +20,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
-from meshsim.runtime.transport import OnDone, WatchUnsupported
+from meshsim.runtime.transport import AttemptHandle, OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
+@runtime_checkable
+class Invocation(Protocol):
+    """The payload of a live call: starts one attempt of it on a replica's channel."""
+
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> AttemptHandle: ...
+
+
 @attrs.frozen
 class UnaryInvocation:
-    """The payload of a live unary call: which method, what to send, how to (de)serialise."""
+    """A unary call: which method, what to send, how to (de)serialise."""
 
     path: str
     request: object
@@ -34,13 +42,49 @@ class UnaryInvocation:
     deserializer: Callable[[bytes], object] | None = None
     metadata: tuple[tuple[str, str], ...] = ()
 
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> LiveAttempt:
+        method = channel.unary_unary(
+            self.path, request_serializer=self.serializer, response_deserializer=self.deserializer
+        )
+        attempt = LiveAttempt()
+
+        def finished(future: asyncio.Future[object]) -> None:
+            if attempt.cancelled_with is not None:
+                attempt.details = "cancelled by meshsim"
+                on_done(attempt.cancelled_with, None)
+                return
+            error = future.exception()
+            if error is None:
+                attempt.response = future.result()
+                on_done(StatusCode.OK, None)
+            elif isinstance(error, grpc.aio.AioRpcError):
+                attempt.details = error.details() or ""
+                on_done(status_of(error), pushback_of(error))
+            else:
+                attempt.details = f"{type(error).__name__}: {error}"
+                on_done(StatusCode.INTERNAL, None)
+
+        attempt.future = bridge.start(method(self.request, timeout=timeout, metadata=self.metadata or None), finished)
+        return attempt
+
 
 def status_of(error: grpc.aio.AioRpcError) -> StatusCode:
     return StatusCode(error.code().value[0])
 
 
+_GRPC_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def grpc_status(status: StatusCode) -> grpc.StatusCode:
+    return _GRPC_STATUS[status.value]
+
+
 def pushback_of(error: grpc.aio.AioRpcError) -> int | None:
-    for key, value in error.trailing_metadata() or ():
+    return pushback_in(error.trailing_metadata())
+
+
+def pushback_in(trailing: Any) -> int | None:
+    for key, value in trailing or ():
         if key == PUSHBACK_KEY:
             try:
                 return int(value)
@@ -68,38 +112,12 @@ class LiveTransport:
     def __init__(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
         self.channels = dict(channels)
 
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> LiveAttempt:
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
         invocation = call.payload
-        if not isinstance(invocation, UnaryInvocation):
-            raise TypeError("the live transport carries unary calls through the mesh; streams go direct")
+        if not isinstance(invocation, Invocation):
+            raise TypeError(f"a live call carries an invocation (what to send and how), not {invocation!r}")
         timeout = None if deadline_at is None else max(0.0, deadline_at - trio.current_time())
-        method = self.channels[endpoint].unary_unary(
-            invocation.path,
-            request_serializer=invocation.serializer,
-            response_deserializer=invocation.deserializer,
-        )
-        attempt = LiveAttempt()
-
-        def finished(future: asyncio.Future[object]) -> None:
-            if attempt.cancelled_with is not None:
-                attempt.details = "cancelled by meshsim"
-                on_done(attempt.cancelled_with, None)
-                return
-            error = future.exception()
-            if error is None:
-                attempt.response = future.result()
-                on_done(StatusCode.OK, None)
-            elif isinstance(error, grpc.aio.AioRpcError):
-                attempt.details = error.details() or ""
-                on_done(status_of(error), pushback_of(error))
-            else:
-                attempt.details = f"{type(error).__name__}: {error}"
-                on_done(StatusCode.INTERNAL, None)
-
-        attempt.future = bridge.start(
-            method(invocation.request, timeout=timeout, metadata=invocation.metadata or None), finished
-        )
-        return attempt
+        return invocation.start(self.channels[endpoint], timeout, on_done)
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         stub = health_pb2_grpc.HealthStub(self.channels[endpoint])

@@ -64,7 +64,6 @@ class Balancer:
         rng: random.Random,
         observer: Observer,
         outlier: OutlierConfig | None = None,
-        now: Callable[[], float] = trio.current_time,
     ) -> None:
         self.name = name
         self.client = client
@@ -75,17 +74,15 @@ class Balancer:
         self._trackers = {e.name: HealthTracker(health) for e in self.endpoints}
         self._rng = rng
         self._observer = observer
-        # Where the time comes from: Trio's clock, or (for a proxy answering on asyncio's side of
-        # the same thread) a reading of it that works outside a Trio task.
-        self.now = now
+        self.now: Callable[[], float] = trio.current_time
         self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
         self.panic = False
         if config.policy == "peak_ewma":
-            start = now()
+            start = trio.current_time()
             for endpoint in self.endpoints:
                 endpoint.latency = PeakEwma(config.ewma, start)
         self.mailbox: Mailbox[BalancerMessage] = Mailbox()
-        self.picker: Picker = build_picker(config, self.pickable(), rng, now, self.endpoints)
+        self.picker: Picker = build_picker(config, self.pickable(), rng, self.now, self.endpoints)
 
     def usable(self, endpoint: Endpoint) -> bool:
         ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)

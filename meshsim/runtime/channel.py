@@ -5,6 +5,11 @@ runs it as a `CallRun`: a small state machine on the completion queue that sends
 attempts (the first, retries after backoff, hedges on their delay), decides from
 each attempt's status what happens next, and ends the call exactly once.
 
+Commit (A6): a streaming call may be retried or hedged only until the first attempt
+starts answering the caller. The transport then calls `CallRun.commit(handle)`: the
+other attempts are cancelled, no new ones are sent, and that attempt alone decides
+how the call ends.
+
 Deadlines: a call's deadline bounds every attempt and hedge (an attempt's own
 deadline is the earlier of the call's and its per-attempt timeout), and the call
 never outlives it; when it passes, the attempts still running end with
@@ -218,26 +223,6 @@ class MeshChannel:
             self.observer.emit(BreakerChanged(now, self.client, scope, target, moved.value))
 
 
-def record_direct_call(
-    balancer: Balancer,
-    observer: Observer,
-    client: str,
-    pattern: Pattern,
-    endpoint: Endpoint | None,
-    status: StatusCode,
-    started: float,
-    now: float,
-) -> None:
-    """Account for a call sent as one attempt outside a CallRun (a live stream, a proxied call):
-    the same events and balancer feedback a CallRun produces."""
-    name = None if endpoint is None else endpoint.name
-    service = balancer.service
-    observer.emit(AttemptFinished(client, service, name, AttemptKind.FIRST, status, started, now))
-    observer.emit(RequestFinished(client, service, name, pattern, status, started, now))
-    if endpoint is not None:
-        balancer.record_outcome(endpoint, status, now - started, now)
-
-
 class Attempt:
     __slots__ = ("endpoint", "handle", "kind", "started")
 
@@ -253,6 +238,7 @@ class CallRun:
 
     __slots__ = (
         "_backoff_step",
+        "_committed",
         "_deadline_timer",
         "_decider",
         "_next_timer",
@@ -293,6 +279,7 @@ class CallRun:
         self._backoff_step = 0
         self._retry_reserved = False
         self._decider: Endpoint | None = None
+        self._committed: AttemptHandle | None = None
         self.handle: AttemptHandle | None = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -345,6 +332,30 @@ class CallRun:
         if self._on_finished is not None:
             self._on_finished(event)
 
+    def commit(self, handle: AttemptHandle | None = None) -> None:
+        """The attempt behind `handle` has started answering the caller: it alone decides the call.
+
+        Without a handle (the call's requests outgrew what may be kept for a retry) the call
+        commits to its oldest attempt in flight, or, waiting in backoff, ends with the status
+        of the attempt before.
+        """
+        if self.done or self._committed is not None:
+            return
+        if handle is None:
+            if not self.active:
+                self.finish(self.last_status)
+                return
+            handle = self.active[0].handle
+        assert handle is not None
+        self._committed = handle
+        if self._next_timer is not None:
+            self._next_timer.cancel()
+            self._next_timer = None
+        for attempt in list(self.active):
+            if attempt.handle is not handle:
+                assert attempt.handle is not None
+                attempt.handle.cancel(StatusCode.CANCELLED)
+
     def _deadline_passed(self) -> None:
         self._deadline_timer = None
         self.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
@@ -379,6 +390,9 @@ class CallRun:
             self.active.remove(attempt)
             ended = channel.timers.now()
             channel.attempt_ended(endpoint, kind, status, now, ended)
+            committed = self._committed
+            if committed is not None and attempt.handle is not committed:
+                return  # cancelled by the commit: counted, but it decides nothing
             if not self.done:
                 self.handle = attempt.handle  # the latest attempt to end is the one that decides
             self._after(endpoint, kind, status, pushback, ended)
@@ -405,7 +419,7 @@ class CallRun:
             ):
                 throttle.record_failure()
         self.last_status = status
-        if status is StatusCode.OK:
+        if status is StatusCode.OK or self._committed is not None:
             self._decider = endpoint
             self.finish(status)
         elif retry is not None:

@@ -1,0 +1,259 @@
+"""Streaming calls through the mesh: A6's retry buffer and commit, over grpc.aio stream-stream calls.
+
+Every gRPC call is, on the wire, a stream of requests and a stream of responses. Until
+the first response headers arrive nothing has reached the caller, so the call may still
+be retried or hedged: its requests are kept (`RequestReplay`) and sent again to each
+new attempt. The first attempt whose headers arrive (anything but a trailers-only
+error) commits the call (`CallRun.commit`): the others are cancelled and it alone
+decides how the call ends. A call whose requests outgrow the buffer commits to the
+attempt it has, as gRPC's retry buffer limit does.
+
+These objects live on asyncio's side of the thread (grpc.aio reads the request
+iterator there); they are told things from Trio's side only through plain callbacks,
+and they tell the call path through the Trio token, never from inside a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import grpc
+import trio
+
+from meshsim.core.events import RequestFinished
+from meshsim.core.status import StatusCode
+from meshsim.live import bridge
+from meshsim.live.transport import pushback_in, status_of
+from meshsim.runtime.channel import CallRun
+from meshsim.runtime.transport import OnDone
+
+# How long a call whose write failed may take to report the server's status before it is cancelled.
+_STATUS_GRACE = 5.0
+# gRPC's default per-call retry buffer (grpc.per_rpc_retry_buffer_size).
+RETRY_BUFFER_BYTES = 256 * 1024
+
+
+class RequestReplay:
+    """A call's requests, read by each attempt from the start; what is kept is bounded by `limit` bytes
+    until the call commits, after which the one remaining reader's messages are dropped once read."""
+
+    def __init__(self, limit: int = RETRY_BUFFER_BYTES, size: Callable[[Any], int] = len) -> None:
+        self.limit = limit
+        self._size_of = size
+        self._messages: list[Any] = []
+        self._base = 0  # the position of _messages[0] in the call's request stream
+        self._bytes = 0
+        self._changed = asyncio.Event()
+        self.ended = False
+        self.overflowed = False
+        self.committed = False
+        self.on_overflow: Callable[[], None] | None = None
+
+    def append(self, message: Any) -> None:
+        self._messages.append(message)
+        if not self.committed:
+            self._bytes += self._size_of(message)
+            if self._bytes > self.limit and not self.overflowed:
+                self.overflowed = True
+                if self.on_overflow is not None:
+                    self.on_overflow()
+        self._wake()
+
+    def end(self) -> None:
+        """The caller half-closed: every attempt sees the end of its requests."""
+        self.ended = True
+        self._wake()
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def read(self) -> AsyncIterator[Any]:
+        position = self._base
+        while True:
+            while position - self._base < len(self._messages):
+                message = self._messages[position - self._base]
+                position += 1
+                if self.committed:
+                    del self._messages[: position - self._base]
+                    self._base = position
+                yield message
+            if self.ended:
+                return
+            await self._changed.wait()
+
+    async def fill(self, requests: AsyncIterator[Any]) -> None:
+        """Copy a request stream in (an asyncio task: grpc.aio's server iterators are read there)."""
+        async for message in requests:
+            self.append(message)
+        self.end()
+
+
+@attrs.frozen
+class Unanswered:
+    """How a streaming call ended when no attempt ever answered: the last attempt's status and words."""
+
+    status: StatusCode
+    details: str
+    trailing: tuple[tuple[str, Any], ...] = ()
+
+
+class StreamAttempt:
+    """One attempt of a streaming call: a grpc.aio stream-stream call and how it was reported."""
+
+    def __init__(self, call: Any, on_done: OnDone) -> None:
+        self.call = call
+        self.details = ""
+        self.trailing: tuple[tuple[str, Any], ...] = ()
+        self.cancelled_with: StatusCode | None = None
+        self._on_done = on_done
+        self._token = trio.lowlevel.current_trio_token()
+        self.reported = False
+        self.writing: asyncio.Task[None] | None = None  # held: asyncio keeps only weak references
+
+    def report(self, status: StatusCode, pushback: int | None = None) -> None:
+        """How the attempt ended, told to the call path once, from either side of the thread."""
+        if self.reported:
+            return
+        self.reported = True
+        if _in_trio():
+            self._on_done(status, pushback)  # now, so that the call has ended when its reader returns
+        else:
+            self._token.run_sync_soon(self._on_done, status, pushback)
+
+    def cancel(self, status: StatusCode) -> None:
+        if self.reported:
+            return
+        self.reported = True
+        self.cancelled_with = status
+        self.details = "cancelled by meshsim" if status is StatusCode.CANCELLED else "deadline exceeded"
+        self.call.cancel()
+        # Later, never from inside: the call path cancels attempts while it walks them.
+        self._token.run_sync_soon(self._on_done, status, None)
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+@attrs.define(eq=False)
+class StreamInvocation:
+    """The payload of a streaming call through the mesh (any pattern; the proxy sends raw bytes).
+
+    `outcome` resolves with the `StreamAttempt` that committed, or with `Unanswered` when the
+    call ended without one; whoever started the call reads the committed attempt's responses
+    and calls its `report` when the stream ends.
+    """
+
+    path: str
+    requests: RequestReplay
+    metadata: tuple[tuple[str, Any], ...] = ()
+    serializer: Callable[[Any], bytes] | None = None
+    deserializer: Callable[[bytes], Any] | None = None
+    run: CallRun | None = None
+    outcome: asyncio.Future[StreamAttempt | Unanswered] = attrs.field(
+        factory=lambda: bridge.host_loop().create_future()
+    )
+
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> StreamAttempt:
+        call = channel.stream_stream(self.path, response_deserializer=self.deserializer)(
+            timeout=timeout, metadata=self.metadata or None
+        )
+        attempt = StreamAttempt(call, on_done)
+        writing = bridge.host_loop().create_task(_write_requests(call, self.requests.read(), self.serializer))
+        # A call that ends (answered, failed, cancelled) stops its writer, which may be waiting for
+        # requests the caller has not sent yet.
+        call.add_done_callback(lambda _: writing.cancel())
+        attempt.writing = writing
+        bridge.start(_first_answer(call), lambda answered: self._answered(attempt, answered))
+        return attempt
+
+    def started(self, run: CallRun) -> None:
+        """The call path has the call: from here an overflowing buffer commits it."""
+        self.run = run
+        self.requests.on_overflow = run.commit
+        if self.requests.overflowed:
+            run.commit()
+
+    def ended(self, event: RequestFinished) -> None:
+        """The call ended (in Trio's context); if no attempt committed, its end is the answer."""
+        if self.outcome.done():
+            return
+        handle = None if self.run is None else self.run.handle
+        if isinstance(handle, StreamAttempt):
+            self.outcome.set_result(Unanswered(event.status, handle.details, handle.trailing))
+        elif event.status is StatusCode.DEADLINE_EXCEEDED:
+            self.outcome.set_result(Unanswered(event.status, "meshsim: deadline exceeded"))
+        elif event.attempts == 0:
+            self.outcome.set_result(Unanswered(event.status, "meshsim: refused (circuit open or too many calls)"))
+        else:
+            self.outcome.set_result(Unanswered(event.status, "meshsim: no replica available"))
+
+    def _answered(self, attempt: StreamAttempt, answered: asyncio.Future[tuple[StatusCode, str, Any] | None]) -> None:
+        if attempt.reported:
+            return  # cancelled (a hedge that lost, the call's deadline) before it answered
+        failure = answered.result()
+        if failure is not None:
+            status, attempt.details, trailing = failure
+            attempt.trailing = tuple(trailing or ())
+            attempt.report(status, pushback_in(trailing))
+            return
+        run = self.run
+        assert run is not None
+        run.commit(attempt)
+        self.requests.commit()
+        if not self.outcome.done():
+            self.outcome.set_result(attempt)
+
+
+async def _write_requests(call: Any, requests: AsyncIterator[Any], serializer: Callable[[Any], bytes] | None) -> None:
+    """Write a stream's requests, then half-close; a write the call's end overtakes just stops writing.
+
+    grpc.aio's own writes (`call.write`, or a request iterator) turn a write that fails because
+    the server has already ended the call into INTERNAL "Internal error from Core",
+    overwriting the status the server sent (grpc/grpc#36066: we measured 8 in 50 aborted
+    bidi calls). A retry policy must see the server's status, so this writer sends through
+    the call's own operations and leaves the status alone.
+    """
+    operations = call._cython_call  # no public way to write without the status being overwritten
+    try:
+        await call.wait_for_connection()
+        async for message in requests:
+            if call.done():
+                return
+            await operations.send_serialized_message(message if serializer is None else serializer(message))
+        if not call.done():
+            await operations.send_receive_close()
+    except (grpc.aio.AioRpcError, grpc.aio.InternalError):
+        # The call ended (or is ending) with the server's status; if Core never delivers one
+        # (it can refuse a write outright), the call must not hang on it.
+        try:
+            await asyncio.wait_for(asyncio.shield(call.code()), _STATUS_GRACE)
+        except TimeoutError:
+            call.cancel()
+
+
+async def _first_answer(call: Any) -> tuple[StatusCode, str, Any] | None:
+    """Wait for the response headers: None when the attempt answered, else how it failed without answering."""
+    try:
+        await call.initial_metadata()
+        if not call.done():
+            return None
+        code = await call.code()
+        if code == grpc.StatusCode.OK:
+            return None
+        return StatusCode(code.value[0]), await call.details() or "", await call.trailing_metadata()
+    except asyncio.CancelledError:
+        return StatusCode.CANCELLED, "cancelled by meshsim", ()
+    except grpc.aio.AioRpcError as error:
+        return status_of(error), error.details() or "", error.trailing_metadata()
