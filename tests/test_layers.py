@@ -18,8 +18,9 @@ ALLOWED = {
     "core": set(),
     "runtime": {"core"},
     "sim": {"core", "runtime"},
-    "live": {"core", "runtime", "pb"},
-    "cli": {"core", "runtime", "sim", "live"},
+    "tls": {"core"},
+    "live": {"core", "runtime", "pb", "tls"},
+    "cli": {"core", "runtime", "sim", "live", "tls"},
 }
 # Layers that must stay free of grpc, asyncio and the wall clock.
 PURE = {"core", "runtime", "sim"}
