@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -389,6 +390,33 @@ concurrency = 3
     served = [c for c in log.calls if c.attempts]
     assert all(c.status is StatusCode.OK for c in served)
     assert log.report.not_attempted == len(refused)
+
+
+def test_a_per_endpoint_limit_keeps_each_replica_at_its_cap(write_scenario: Callable[[str], Path]) -> None:
+    body = """
+[health]
+enabled = false
+
+[concurrency_limit]
+max_requests_per_endpoint = 1
+
+[[client]]
+name = "c"
+concurrency = 3
+"""
+    log = simulate(write_scenario, body, duration="200ms")
+    in_flight: dict[str | None, list[tuple[float, float]]] = {}
+    for attempt in log.attempts:
+        if attempt.endpoint is not None:
+            in_flight.setdefault(attempt.endpoint, []).append((attempt.started, attempt.finished))
+    for spans in in_flight.values():
+        spans.sort()
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+    # Three callers, two replicas that take one call each: the third finds no room.
+    full = [c for c in log.calls if c.status is StatusCode.UNAVAILABLE]
+    assert full and all(c.endpoint is None for c in full)
+    unlimited = simulate(write_scenario, body.replace("max_requests_per_endpoint = 1", "max_requests = 10"))
+    assert all(c.status is StatusCode.OK for c in unlimited.calls)
 
 
 def test_an_open_service_breaker_fails_calls_fast(write_scenario: Callable[[str], Path]) -> None:

@@ -20,13 +20,14 @@ import trio
 from meshsim import live
 from meshsim.core.events import EndpointEjected, RequestFinished
 from meshsim.core.health import HealthConfig
+from meshsim.core.live_config import ProxyConfig
 from meshsim.core.outlier import ConsecutiveFailuresConfig, OutlierConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
-from meshsim.live.proxy import Proxy, ProxyConfig
+from meshsim.live.proxy import Proxy
 from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
@@ -150,7 +151,7 @@ def go_live(case: Case, via: str) -> Seen:
                 async with client:
                     await make_calls(lambda request: client.unary("Process", request, timeout=2.0))
             else:
-                config = ProxyConfig(
+                config = ProxyConfig.for_service(
                     service=SERVICE_NAME,
                     endpoints=tuple(addresses),
                     health=health,

@@ -17,8 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
+from meshsim.core.live_config import ProxyConfig
 from meshsim.live import bridge
-from meshsim.live.proxy import Proxy, ProxyConfig
+from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import ROOT, start, stop
@@ -30,7 +31,7 @@ FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, hea
 def through_proxy(check: Callable[[Proxy, list[Replica]], Awaitable[None]], replicas: int = 2) -> None:
     async def main() -> None:
         started = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=replicas)))
-        config = ProxyConfig(
+        config = ProxyConfig.for_service(
             service="mesh.v1.MeshService", endpoints=tuple(r.address for r in started), health=FAST_HEALTH
         )
         try:
@@ -133,9 +134,9 @@ def test_a_client_cancelling_cancels_the_replica_call() -> None:
                 call.cancel()
 
         await bridge.wait(client())
-        assert proxy.balancer is not None
+        (balancer,) = proxy.balancers
         with trio.fail_after(3):
-            while any(e.in_flight for e in proxy.balancer.endpoints):  # noqa: ASYNC110 - counters, not events
+            while any(e.in_flight for e in balancer.endpoints):  # noqa: ASYNC110 - counters, not events
                 await trio.sleep(0.02)
 
     through_proxy(check)

@@ -9,35 +9,33 @@ from meshsim.cli.app import Application
 
 @click.command("live")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--listen", metavar="HOST:PORT", help="Listen here instead of where CONFIG says.")
 @click.pass_obj
-def live_command(app: Application, config_path: str) -> None:
-    """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML)."""
+def live_command(app: Application, config_path: str, listen: str | None) -> None:
+    """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML, or YAML)."""
     import signal
 
+    import attrs
     import trio
 
     from meshsim.core.live_config import load_live_config
     from meshsim.core.scenario import ScenarioError
     from meshsim.live import run
-    from meshsim.live.proxy import Proxy, ProxyConfig
+    from meshsim.live.proxy import Proxy
 
     try:
         config = load_live_config(config_path)
     except ScenarioError as error:
         app.display_error(str(error))
         raise SystemExit(2) from None
-    proxy_config = ProxyConfig(
-        service=config.service,
-        endpoints=config.endpoints,
-        listen=config.listen,
-        balancer=config.balancer,
-        health=config.health,
-    )
+    if listen is not None:
+        config = attrs.evolve(config, listen=listen)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with Proxy(proxy_config) as proxy:
-                click.echo(f"proxying {config.service} on {proxy.address} to {', '.join(config.endpoints)}")
+            async with Proxy(config) as proxy:
+                for cluster in config.clusters:
+                    click.echo(f"proxying {cluster.service} on {proxy.address} to {', '.join(cluster.endpoints)}")
                 async for _ in signals:
                     break
 

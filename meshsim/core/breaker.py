@@ -127,3 +127,6 @@ class ConcurrencyLimit:
 
     max_requests: int = 1024
     max_pending: int = 1024
+    # At most this many calls in flight on one replica (a connection pool's per-endpoint cap);
+    # a call finding every replica at its cap fails over to none: UNAVAILABLE.
+    max_requests_per_endpoint: int | None = None

@@ -1,7 +1,7 @@
-"""The `meshsim live` config: where the proxy listens, the replicas behind it, and the mesh policies.
+"""The `meshsim live` config: where the proxy listens, the services behind it, and the mesh policies.
 
-It uses the scenario file's vocabulary ([balancer], [health]) so that a policy tried
-in the simulator is copied into the proxy unchanged.
+Two layouts give the same `ProxyConfig`. TOML uses the scenario file's vocabulary, so a
+policy tried in the simulator is copied into the proxy unchanged:
 
     [proxy]
     listen = "127.0.0.1:50050"
@@ -11,58 +11,316 @@ in the simulator is copied into the proxy unchanged.
     [balancer]
     policy = "least_connections"
 
-    [health]
-    interval = "1s"
+    [retry]
+    max_attempts = 3
+
+YAML (`.yaml`/`.yml`) takes the layout users of similar meshes already have
+(`services`, `load_balancer`, `retry_policy`, `mtls`, `connection_pool`); see
+docs/live.md. Either way an unknown key is an error naming it, never ignored.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import attrs
+import yaml
 
+from meshsim.core.breaker import ConcurrencyLimit
 from meshsim.core.health import HealthConfig
-from meshsim.core.pickers import BalancerConfig
+from meshsim.core.outlier import OutlierConfig
+from meshsim.core.pickers import POLICIES, BalancerConfig
+from meshsim.core.policies import CallPolicies
 from meshsim.core.scenario import ScenarioError
-from meshsim.core.scenario_loader import Table, read_balancer, read_health
+from meshsim.core.scenario_loader import (
+    Table,
+    optional_table,
+    read_balancer,
+    read_health,
+    read_outlier,
+    read_policies,
+    read_retry,
+)
+
+DEMO_SERVICE = "mesh.v1.MeshService"
+# gRPC's default per-call retry buffer (grpc.per_rpc_retry_buffer_size).
+RETRY_BUFFER_BYTES = 256 * 1024
 
 
 @attrs.frozen
-class LiveConfig:
-    listen: str
+class Keepalive:
+    """HTTP/2 keepalive pings, on the proxy's channels to replicas and on its listener."""
+
+    time: float
+    timeout: float = 20.0
+    permit_without_calls: bool = False
+
+
+@attrs.frozen
+class MtlsConfig:
+    """Mutual TLS from a directory made by `meshsim certs init` (ca.pem, server.pem, client.pem and keys)."""
+
+    cert_dir: Path
+
+
+@attrs.frozen
+class Cluster:
+    """The replicas of one gRPC service behind the proxy."""
+
     service: str
     endpoints: tuple[str, ...]
-    balancer: BalancerConfig
-    health: HealthConfig
+    name: str = ""
+    tls: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name or self.service
 
 
-def load_live_config(path: str | Path) -> LiveConfig:
+@attrs.frozen
+class ProxyConfig:
+    clusters: tuple[Cluster, ...]
+    listen: str = "127.0.0.1:0"
+    balancer: BalancerConfig = attrs.field(factory=BalancerConfig)
+    health: HealthConfig = attrs.field(factory=lambda: HealthConfig(interval=1.0, timeout=0.5))
+    policies: CallPolicies = attrs.field(factory=CallPolicies)
+    outlier: OutlierConfig | None = None
+    retry_buffer: int = RETRY_BUFFER_BYTES
+    keepalive: Keepalive | None = None
+    max_message_bytes: int | None = None
+    idle_timeout: float | None = None
+    # How long calls in flight may take to finish when the proxy stops.
+    shutdown_grace: float = 5.0
+    mtls: MtlsConfig | None = None
+    name: str = "proxy"
+
+    @classmethod
+    def for_service(cls, service: str, endpoints: tuple[str, ...], **options: Any) -> ProxyConfig:
+        """One service behind the proxy (the common case)."""
+        return cls(clusters=(Cluster(service, tuple(endpoints)),), **options)
+
+
+def load_live_config(path: str | Path) -> ProxyConfig:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ScenarioError(f"{path}: cannot read: {error}") from None
+    if path.suffix in (".yaml", ".yml"):
+        return _from_yaml(path, text)
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
-    top = Table(path, data)
+    return _from_toml(Table(path, data))
+
+
+# --- TOML ----------------------------------------------------------------------------
+
+
+def _from_toml(top: Table) -> ProxyConfig:
     proxy = top.table("proxy")
-    listen = proxy.string("listen", "127.0.0.1:50050")
-    if ":" not in listen:
-        proxy.fail("listen", f'expected "host:port", got {listen!r}')
-    service = proxy.string("service", "mesh.v1.MeshService")
-    raw = proxy.raw("endpoints")
-    if not isinstance(raw, list) or not raw or not all(isinstance(e, str) and ":" in e for e in raw):
-        proxy.fail("endpoints", f'expected a non-empty array of "host:port" strings, got {raw!r}')
-    proxy.done()
-    config = LiveConfig(
+    listen = _address(proxy, "listen", "127.0.0.1:50050")
+    clusters: list[Cluster] = []
+    if proxy.has("cluster"):
+        for table in proxy.tables("cluster"):
+            clusters.append(
+                Cluster(
+                    service=table.string("service"),
+                    endpoints=_endpoints(table, "endpoints"),
+                    name=table.string("name", ""),
+                )
+            )
+            table.done()
+        if proxy.has("service") or proxy.has("endpoints"):
+            proxy.fail("cluster", "give either service and endpoints or [[proxy.cluster]] tables, not both")
+        if not clusters:
+            proxy.fail("cluster", "needs at least one [[proxy.cluster]]")
+    else:
+        clusters.append(Cluster(proxy.string("service", DEMO_SERVICE), _endpoints(proxy, "endpoints")))
+    _unique_services(proxy, clusters)
+    keepalive = optional_table(
+        proxy,
+        "keepalive",
+        lambda t: Keepalive(
+            time=t.duration("time", positive=True),
+            timeout=t.duration("timeout", 20.0, positive=True),
+            permit_without_calls=t.boolean("permit_without_calls", False),
+        ),
+    )
+    config = ProxyConfig(
+        clusters=tuple(clusters),
         listen=listen,
-        service=service,
-        endpoints=tuple(raw),
         balancer=read_balancer(top.table("balancer", None)),
         health=read_health(top.table("health", None)),
+        outlier=read_outlier(top.table("outlier_detection", None)),
+        policies=read_policies(top, methods=None),
+        retry_buffer=proxy.integer("retry_buffer", RETRY_BUFFER_BYTES, minimum=0),
+        max_message_bytes=proxy.integer("max_message_bytes", None, minimum=1),
+        idle_timeout=proxy.duration("idle_timeout", None, positive=True),
+        shutdown_grace=proxy.duration("shutdown_grace", 5.0),
+        keepalive=keepalive,
+        mtls=optional_table(top, "mtls", _mtls),
     )
+    proxy.done()
     top.done()
     return config
+
+
+# --- YAML ----------------------------------------------------------------------------
+
+# The seed's algorithm names, and the spellings of other meshes, for meshsim's policies.
+_ALGORITHMS = {name: name for name in POLICIES} | {
+    "least_conn": "least_connections",
+    "least_request": "least_connections",
+    "weighted": "weighted_round_robin",
+    "power_of_two_choices": "p2c",
+    "ring_hash": "consistent_hash",
+    "ewma": "peak_ewma",
+}
+
+
+def _from_yaml(path: Path, text: str) -> ProxyConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or error
+        raise ScenarioError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    top = Table(path, data)
+    clusters = []
+    for table in top.tables("services"):
+        host = table.string("host", "127.0.0.1")
+        if table.has("endpoints"):
+            if table.has("port") or table.has("replicas"):
+                table.fail("endpoints", "give either endpoints or port and replicas, not both")
+            endpoints = _endpoints(table, "endpoints")
+        else:
+            port = table.integer("port", minimum=1)
+            replicas = table.integer("replicas", 1, minimum=1)
+            if port + replicas - 1 > 65535:
+                table.fail("replicas", f"ports {port}..{port + replicas - 1} run past 65535")
+            # The replicas `meshsim serve --port P --replicas N` starts: consecutive ports.
+            endpoints = tuple(_join(host, port + n) for n in range(replicas))
+        clusters.append(
+            Cluster(
+                service=table.string("grpc_service", DEMO_SERVICE),
+                endpoints=endpoints,
+                name=table.string("name", ""),
+                tls=table.boolean("use_tls", False),
+            )
+        )
+        table.done()
+    if not clusters:
+        top.fail("services", "needs at least one service")
+    _unique_services(top, clusters, key="services")
+    proxy = top.table("proxy", None)
+    listen = "127.0.0.1:50050" if proxy is None else _address(proxy, "listen", "127.0.0.1:50050")
+    if proxy is not None:
+        proxy.done()
+    balancer, health = BalancerConfig(), HealthConfig(interval=1.0, timeout=0.5)
+    lb = top.table("load_balancer", None)
+    if lb is not None:
+        algorithm = lb.choice("algorithm", sorted(_ALGORITHMS), "round_robin")
+        balancer = BalancerConfig(policy=_ALGORITHMS[algorithm])
+        health = attrs.evolve(
+            health,
+            interval=lb.duration("health_check_interval", health.interval, positive=True),
+            timeout=lb.duration("health_check_timeout", health.timeout, positive=True),
+        )
+        lb.done()
+    retry_table = top.table("retry_policy", None)
+    policies = CallPolicies(retry=None if retry_table is None else read_retry(retry_table, None))
+    pool = top.table("connection_pool", None)
+    idle_timeout = None
+    if pool is not None:
+        policies = attrs.evolve(
+            policies,
+            limits=ConcurrencyLimit(
+                max_requests=pool.integer("max_connections", 1024, minimum=1),
+                max_pending=pool.integer("max_pending", 1024, minimum=0),
+                max_requests_per_endpoint=pool.integer("max_connections_per_endpoint", None, minimum=1),
+            ),
+        )
+        idle_timeout = pool.duration("idle_timeout", None, positive=True)
+        pool.done()
+    mtls = optional_table(top, "mtls", _mtls)
+    for index, cluster in enumerate(clusters):
+        if cluster.tls and mtls is None:
+            top.fail(
+                f"services[{index}].use_tls", "needs mtls (enabled, with the cert_dir whose CA signs the replicas)"
+            )
+    top.done()
+    return ProxyConfig(
+        clusters=tuple(clusters),
+        listen=listen,
+        balancer=balancer,
+        health=health,
+        policies=policies,
+        idle_timeout=idle_timeout,
+        mtls=mtls,
+    )
+
+
+# --- shared ----------------------------------------------------------------------------
+
+
+def _mtls(table: Table) -> MtlsConfig | None:
+    enabled = table.boolean("enabled", True)
+    cert_dir = Path(table.string("cert_dir", "certs"))
+    if not cert_dir.is_absolute():
+        cert_dir = table.file.parent / cert_dir
+    return MtlsConfig(cert_dir) if enabled else None
+
+
+def _address(table: Table, key: str, default: str) -> str:
+    value: str = table.string(key, default)
+    if not _is_address(value):
+        table.fail(key, f'expected "host:port", got {value!r}')
+    return value
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) <= 65535
+
+
+def _endpoints(table: Table, key: str) -> tuple[str, ...]:
+    raw = table.raw(key)
+    if not isinstance(raw, list) or not raw:
+        table.fail(key, f'expected a non-empty array of "host:port" strings, got {raw!r}')
+    for index, item in enumerate(raw):
+        if not _is_address(item):
+            table.fail(f"{key}[{index}]", f'expected "host:port", got {item!r}')
+    return tuple(raw)
+
+
+def _join(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+def _unique_services(table: Table, clusters: list[Cluster], key: str = "cluster") -> None:
+    seen: set[str] = set()
+    for cluster in clusters:
+        if cluster.service in seen:
+            table.fail(
+                key,
+                f"two entries serve {cluster.service}; calls are routed by gRPC service name, "
+                "so give each its own (`grpc_service` in YAML, `service` in TOML)",
+            )
+        seen.add(cluster.service)

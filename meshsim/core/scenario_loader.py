@@ -197,14 +197,19 @@ class Table:
                 self.fail(f"{key}[{index}]", f'expected a gRPC status code like "UNAVAILABLE", got {item!r}')
         return frozenset(codes)
 
-    def names(self, key: str, options: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    def names(self, key: str, options: tuple[str, ...] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A non-empty array of names, each one of `options` (any non-empty string if None)."""
         value = self.raw(key, None)
         if value is None:
             return default
+        among = "" if options is None else f" from {', '.join(options)}"
         if not isinstance(value, list) or not value:
-            self.fail(key, f"expected a non-empty array of names from {', '.join(options)}, got {value!r}")
+            self.fail(key, f"expected a non-empty array of names{among}, got {value!r}")
         for index, item in enumerate(value):
-            if item not in options:
+            if options is None:
+                if not isinstance(item, str) or not item:
+                    self.fail(f"{key}[{index}]", f"expected a non-empty string, got {item!r}")
+            elif item not in options:
                 self.fail(f"{key}[{index}]", f"expected one of {', '.join(options)}, got {item!r}")
         return tuple(value)
 
@@ -264,8 +269,8 @@ def _build(top: Table) -> Scenario:
 
     balancer = read_balancer(top.table("balancer", None))
     health = read_health(top.table("health", None))
-    outlier = _outlier(top.table("outlier_detection", None))
-    policies = _policies(top)
+    outlier = read_outlier(top.table("outlier_detection", None))
+    policies = read_policies(top)
 
     service_names = [s.name for s in services]
     clients = tuple(_client(t, service_names, duration) for t in top.tables("client"))
@@ -433,7 +438,7 @@ def read_health(table: Table | None) -> HealthConfig:
     return config
 
 
-def _optional(parent: Table, key: str, build: Callable[[Table], T]) -> T | None:
+def optional_table(parent: Table, key: str, build: Callable[[Table], T]) -> T | None:
     """`build` the sub-table `key` when it is there (checking it has no unknown keys), else None."""
     table = parent.table(key, None)
     if table is None:
@@ -443,7 +448,7 @@ def _optional(parent: Table, key: str, build: Callable[[Table], T]) -> T | None:
     return result
 
 
-def _outlier(table: Table | None) -> OutlierConfig | None:
+def read_outlier(table: Table | None) -> OutlierConfig | None:
     if table is None:
         return None
     base = table.duration("base_ejection_time", 30.0, positive=True)
@@ -460,7 +465,7 @@ def _outlier(table: Table | None) -> OutlierConfig | None:
 
     config = attrs.evolve(
         config,
-        consecutive_failures=_optional(
+        consecutive_failures=optional_table(
             table,
             "consecutive_failures",
             lambda t: ConsecutiveFailuresConfig(
@@ -469,7 +474,7 @@ def _outlier(table: Table | None) -> OutlierConfig | None:
                 status_codes=t.statuses("status_codes", SERVER_FAILURES),
             ),
         ),
-        success_rate=_optional(
+        success_rate=optional_table(
             table,
             "success_rate",
             lambda t: SuccessRateConfig(
@@ -479,7 +484,7 @@ def _outlier(table: Table | None) -> OutlierConfig | None:
                 request_volume=t.integer("request_volume", 100, minimum=1),
             ),
         ),
-        failure_percentage=_optional(
+        failure_percentage=optional_table(
             table,
             "failure_percentage",
             lambda t: FailurePercentageConfig(
@@ -496,11 +501,13 @@ def _outlier(table: Table | None) -> OutlierConfig | None:
     return config
 
 
-def _policies(top: Table) -> CallPolicies:
+def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> CallPolicies:
+    """The call policy tables of `top`; `methods` are the names a policy may list (None: any name,
+    for a proxy that serves methods meshsim has never heard of)."""
     retry = None
     retry_table = top.table("retry", None)
     if retry_table is not None:
-        retry = _retry(retry_table)
+        retry = read_retry(retry_table, methods)
     hedging = None
     hedging_table = top.table("hedging", None)
     if hedging_table is not None:
@@ -508,7 +515,7 @@ def _policies(top: Table) -> CallPolicies:
             max_attempts=hedging_table.integer("max_attempts", 2, minimum=2),
             hedging_delay=hedging_table.duration("hedging_delay", 0.05),
             non_fatal_status_codes=hedging_table.statuses("non_fatal_status_codes", frozenset()),
-            methods=hedging_table.names("methods", METHODS, METHODS),
+            methods=hedging_table.names("methods", methods, METHODS),
         )
         if retry is not None:
             both = [m for m in hedging.methods if m in retry.methods]
@@ -519,7 +526,7 @@ def _policies(top: Table) -> CallPolicies:
                     "(give each a `methods` list)",
                 )
         hedging_table.done()
-    throttle = _optional(
+    throttle = optional_table(
         top,
         "retry_throttling",
         lambda t: ThrottleConfig(
@@ -527,7 +534,7 @@ def _policies(top: Table) -> CallPolicies:
             token_ratio=t.number("token_ratio", 0.1, above=0.0),
         ),
     )
-    budget = _optional(
+    budget = optional_table(
         top,
         "retry_budget",
         lambda t: BudgetConfig(
@@ -549,12 +556,13 @@ def _policies(top: Table) -> CallPolicies:
         breakers.done()  # a misspelt sub-table is named before the "needs" below
         if replica_breaker is None and service_breaker is None:
             breakers.fail(None, "needs [circuit_breaker.replica] or [circuit_breaker.service]")
-    limits = _optional(
+    limits = optional_table(
         top,
         "concurrency_limit",
         lambda t: ConcurrencyLimit(
             max_requests=t.integer("max_requests", 1024, minimum=1),
             max_pending=t.integer("max_pending", 1024, minimum=0),
+            max_requests_per_endpoint=t.integer("max_requests_per_endpoint", None, minimum=1),
         ),
     )
     return CallPolicies(
@@ -568,7 +576,7 @@ def _policies(top: Table) -> CallPolicies:
     )
 
 
-def _retry(table: Table) -> RetryPolicy:
+def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS) -> RetryPolicy:
     initial = table.duration("initial_backoff", 0.1, positive=True)
     policy = RetryPolicy(
         max_attempts=table.integer("max_attempts", 3, minimum=2),
@@ -578,7 +586,7 @@ def _retry(table: Table) -> RetryPolicy:
         jitter=table.number("jitter", 1.0, minimum=0.0, maximum=1.0),
         retryable_status_codes=table.statuses("retryable_status_codes", frozenset({StatusCode.UNAVAILABLE})),
         per_attempt_timeout=table.duration("per_attempt_timeout", None, positive=True),
-        methods=table.names("methods", METHODS, METHODS),
+        methods=table.names("methods", methods, METHODS),
     )
     if policy.max_backoff < policy.initial_backoff:
         table.fail("max_backoff", "must not be below initial_backoff")

@@ -29,14 +29,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.endpoint import Endpoint
 from meshsim.core.events import HealthChanged
-from meshsim.core.health import HealthConfig
-from meshsim.core.outlier import OutlierConfig
-from meshsim.core.pickers import BalancerConfig
+from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
-from meshsim.live.streams import RETRY_BUFFER_BYTES, RequestReplay, StreamInvocation, Unanswered
+from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveTransport, grpc_status, status_of
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer, OutlierSweeper
@@ -52,31 +50,100 @@ _HOP_HEADERS = frozenset({"grpc-timeout", "content-type", "te", "user-agent", "g
 _POLICY_CACHE_SIZE = 1024
 
 
-@attrs.frozen
-class ProxyConfig:
-    service: str
-    endpoints: tuple[str, ...]
-    listen: str = "127.0.0.1:0"
-    balancer: BalancerConfig = attrs.field(factory=BalancerConfig)
-    health: HealthConfig = attrs.field(factory=lambda: HealthConfig(interval=1.0, timeout=0.5))
-    policies: CallPolicies = attrs.field(factory=CallPolicies)
-    outlier: OutlierConfig | None = None
-    retry_buffer: int = RETRY_BUFFER_BYTES
-    # grpc.aio options for the channels to the replicas and for the listening server
-    # (keepalive, max message sizes), passed through as gRPC spells them.
-    channel_options: tuple[tuple[str, Any], ...] = ()
-    server_options: tuple[tuple[str, Any], ...] = ()
-    # How long calls in flight may take to finish when the proxy stops.
-    shutdown_grace: float = 1.0
-    name: str = "proxy"
+def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], ...]:
+    """The config's connection settings as gRPC channel (or, for the listener, server) arguments."""
+    options: list[tuple[str, Any]] = []
+    if config.max_message_bytes is not None:
+        options += [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ]
+    keepalive = config.keepalive
+    if keepalive is not None:
+        options += [
+            ("grpc.keepalive_time_ms", int(keepalive.time * 1000)),
+            ("grpc.keepalive_timeout_ms", int(keepalive.timeout * 1000)),
+            ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+        ]
+        if listener:
+            # Let clients ping as often as the proxy itself does, or the listener sends them GOAWAY.
+            options.append(("grpc.http2.min_ping_interval_without_data_ms", int(keepalive.time * 1000)))
+    if config.idle_timeout is not None and not listener:
+        options.append(("grpc.client_idle_timeout_ms", int(config.idle_timeout * 1000)))
+    return tuple(options)
+
+
+class _Upstream:
+    """One cluster at run time: its replicas' channels, balancer, health checkers and call path."""
+
+    def __init__(self, cluster: Cluster, config: ProxyConfig, observer: Observer) -> None:
+        self.cluster = cluster
+        options = grpc_options(config, listener=False)
+        self.transport = LiveTransport({e: grpc.aio.insecure_channel(e, options=options) for e in cluster.endpoints})
+        label = f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name
+        self.label = label
+        self.endpoints = [Endpoint(e, index=i) for i, e in enumerate(cluster.endpoints)]
+        self.balancer = Balancer(
+            f"balancer:{label}",
+            label,
+            cluster.service,
+            config.balancer,
+            config.health,
+            self.endpoints,
+            random.Random(label),
+            observer,
+            config.outlier,
+        )
+        self.channel: MeshChannel | None = None
+
+    def start(self, supervisor: Supervisor, timers: TimerQueue, config: ProxyConfig, observer: Observer) -> None:
+        health_config = config.health
+        supervisor.start(self.balancer)
+        if health_config.enabled:
+            service = health_config.service if health_config.service is not None else self.cluster.service
+            for endpoint in self.endpoints:
+                name = f"health:{self.label}:{endpoint.name}"
+                checker = HealthChecker(
+                    name,
+                    endpoint.name,
+                    service,
+                    health_config,
+                    self.transport,
+                    self.balancer.mailbox,
+                    random.Random(name),
+                )
+                supervisor.start(checker)
+        if config.outlier is not None:
+            supervisor.start(OutlierSweeper(f"outliers:{self.label}", config.outlier.interval, self.balancer.mailbox))
+        self.channel = MeshChannel(
+            self.label,
+            self.cluster.service,
+            self.balancer,
+            self.transport,
+            observer,
+            timers,
+            config.policies,
+            random.Random(f"channel/{self.label}"),
+        )
+
+    @property
+    def serving(self) -> bool:
+        return any(e.healthy for e in self.endpoints)
 
 
 class Proxy:
-    """Run with `async with Proxy(config) as proxy:` inside meshsim.live.run(); `proxy.address` is where it listens."""
+    """Run with `async with Proxy(config) as proxy:` inside meshsim.live.run(); `proxy.address` is where it listens.
+
+    A call goes to the cluster serving its gRPC service (the path's `/package.Service/`
+    part); a call for any other service goes to the first cluster, whose replicas
+    answer it (UNIMPLEMENTED, or reflection's answers).
+    """
 
     def __init__(self, config: ProxyConfig, observer: Observer | None = None) -> None:
-        if not config.endpoints:
+        if not config.clusters or not all(c.endpoints for c in config.clusters):
             raise ValueError("the proxy needs at least one replica endpoint")
+        if config.mtls is not None or any(c.tls for c in config.clusters):
+            raise ValueError("mTLS in the proxy is not available yet (docs/live.md)")
         self.config = config
         self.observer = observer or Observer()
         self.address = ""
@@ -84,18 +151,21 @@ class Proxy:
         self._health = health.aio.HealthServicer()
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
-        self._transport: LiveTransport | None = None
         self._token: trio.lowlevel.TrioToken | None = None
-        self._channel: MeshChannel | None = None
-        self.balancer: Balancer | None = None
+        self._upstreams: list[_Upstream] = []
+        self._by_service: dict[str, _Upstream] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
+
+    @property
+    def balancers(self) -> list[Balancer]:
+        return [upstream.balancer for upstream in self._upstreams]
 
     async def __aenter__(self) -> Proxy:
         config = self.config
         self._token = trio.lowlevel.current_trio_token()
         # Bind first: a port that cannot be had is an error before anything is started.
-        self._server = server = grpc.aio.server(options=config.server_options)
+        self._server = server = grpc.aio.server(options=grpc_options(config, listener=True))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         server.add_generic_rpc_handlers((_ForwardEverything(self),))
         try:
@@ -106,66 +176,37 @@ class Proxy:
             raise ValueError(f"the proxy cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
-        channels = {e: grpc.aio.insecure_channel(e, options=config.channel_options) for e in config.endpoints}
-        self._transport = transport = LiveTransport(channels)
-        endpoints = [Endpoint(e, index=i) for i, e in enumerate(config.endpoints)]
-        self.balancer = balancer = Balancer(
-            f"balancer:{config.name}",
-            config.name,
-            config.service,
-            config.balancer,
-            config.health,
-            endpoints,
-            random.Random(config.name),
-            self.observer,
-            config.outlier,
-        )
+        self._upstreams = [_Upstream(cluster, config, self.observer) for cluster in config.clusters]
+        self._by_service = {u.cluster.service: u for u in self._upstreams}
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
         supervisor = Supervisor(nursery, self.observer)
         timers = TimerQueue()
         supervisor.start(timers)
-        supervisor.start(balancer)
-        if config.health.enabled:
-            service = config.health.service if config.health.service is not None else config.service
-            for endpoint in endpoints:
-                name = f"health:{config.name}:{endpoint.name}"
-                checker = HealthChecker(
-                    name, endpoint.name, service, config.health, transport, balancer.mailbox, random.Random(name)
-                )
-                supervisor.start(checker)
-        if config.outlier is not None:
-            supervisor.start(OutlierSweeper(f"outliers:{config.name}", config.outlier.interval, balancer.mailbox))
-        self._channel = MeshChannel(
-            config.name,
-            config.service,
-            balancer,
-            transport,
-            self.observer,
-            timers,
-            config.policies,
-            random.Random(f"channel/{config.name}"),
-        )
+        for upstream in self._upstreams:
+            upstream.start(supervisor, timers, config, self.observer)
         self.observer.subscribe(HealthChanged, self._health_changed)
         await bridge.wait(server.start())
         await self._publish_health()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        assert self._server is not None and self._transport is not None and self._nursery is not None
+        assert self._server is not None and self._nursery is not None
         with trio.CancelScope(shield=True):
             # Health first, so that whoever checks it stops sending, then the listener (calls in
             # flight get the grace period), then the actors.
             await bridge.wait(self._health.enter_graceful_shutdown())
             await bridge.wait(self._server.stop(self.config.shutdown_grace))
-        assert self._channel is not None
-        self._channel.abort(StatusCode.UNAVAILABLE)
+        for upstream in self._upstreams:
+            if upstream.channel is not None:
+                upstream.channel.abort(StatusCode.UNAVAILABLE)
         self._nursery.cancel_scope.cancel()
         try:
             return bool(await self._nursery_manager.__aexit__(*exc_info))
         finally:
             with trio.CancelScope(shield=True):
-                await self._transport.close()
+                for upstream in self._upstreams:
+                    await upstream.transport.close()
 
     def _health_changed(self, event: HealthChanged) -> None:
         # asyncio keeps only weak references to tasks: hold this one until it is done.
@@ -174,11 +215,15 @@ class Proxy:
         task.add_done_callback(self._publishing.discard)
 
     async def _publish_health(self) -> None:
-        assert self.balancer is not None
-        serving = any(e.healthy for e in self.balancer.endpoints)
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", self.config.service):
-            await self._health.set(service, status)
+        """Each service is SERVING while one of its replicas is healthy; the proxy as a whole ("")
+        while every service is."""
+        response = health_pb2.HealthCheckResponse
+        for upstream in self._upstreams:
+            await self._health.set(
+                upstream.cluster.service, response.SERVING if upstream.serving else response.NOT_SERVING
+            )
+        everything = all(upstream.serving for upstream in self._upstreams)
+        await self._health.set("", response.SERVING if everything else response.NOT_SERVING)
 
     async def forward(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -189,15 +234,16 @@ class Proxy:
         replay = RequestReplay(self.config.retry_buffer)
         invocation = StreamInvocation(method, replay, metadata)
         reading = asyncio.ensure_future(replay.fill(requests))
+        upstream = self._route(method)
         call = CallSpec(
-            client=self.config.name,
-            service=self.config.service,
+            client=upstream.label,
+            service=upstream.cluster.service,
             # The proxy cannot tell a method's shape from raw bytes: every call counts as bidi.
             pattern=Pattern.BIDI,
             deadline=context.time_remaining(),
             payload=invocation,
         )
-        self._token.run_sync_soon(self._start, call, invocation, self._policies_for(method))
+        self._token.run_sync_soon(self._start, upstream, call, invocation, self._policies_for(method))
         attempt = None
         try:
             outcome = await invocation.outcome
@@ -236,9 +282,14 @@ class Proxy:
                 attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
             self._token.run_sync_soon(_cancel, invocation)
 
-    def _start(self, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
-        assert self._channel is not None
-        invocation.started(self._channel.start(call, invocation.ended, policies))
+    def _route(self, method: str) -> _Upstream:
+        service = method[1:].split("/", 1)[0]
+        return self._by_service.get(service) or self._upstreams[0]
+
+    @staticmethod
+    def _start(upstream: _Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
+        assert upstream.channel is not None
+        invocation.started(upstream.channel.start(call, invocation.ended, policies))
 
     def _policies_for(self, method: str) -> CallPolicies:
         """The retry or hedging policy for `method`: a policy names the methods it covers by their short

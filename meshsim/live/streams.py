@@ -24,6 +24,7 @@ import grpc
 import trio
 
 from meshsim.core.events import RequestFinished
+from meshsim.core.live_config import RETRY_BUFFER_BYTES
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.transport import pushback_in, status_of
@@ -32,8 +33,6 @@ from meshsim.runtime.transport import OnDone
 
 # How long a call whose write failed may take to report the server's status before it is cancelled.
 _STATUS_GRACE = 5.0
-# gRPC's default per-call retry buffer (grpc.per_rpc_retry_buffer_size).
-RETRY_BUFFER_BYTES = 256 * 1024
 
 
 class RequestReplay:

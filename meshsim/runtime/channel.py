@@ -87,6 +87,7 @@ class MeshChannel:
         # Which policy each call pattern runs under, decided once rather than per call.
         self.policy_by_pattern = {p: policies.for_pattern(p) for p in Pattern}
         self.active_calls = 0
+        self._per_endpoint = None if policies.limits is None else policies.limits.max_requests_per_endpoint
         # Every call not yet ended, in start order (a dict, so the order is never an address's).
         self._live: dict[CallRun, None] = {}
         self._pending: collections.deque[CallRun] = collections.deque()
@@ -174,19 +175,24 @@ class MeshChannel:
 
     def pick(self, key: str | None, avoid: list[Endpoint]) -> Endpoint | None:
         """The picker's choice, unless this call already tried it: then another pick or two, and
-        failing that the first usable endpoint not yet tried (Envoy's previous_hosts predicate)."""
+        failing that the first usable endpoint not yet tried (Envoy's previous_hosts predicate).
+        An endpoint at its per-endpoint limit is never chosen."""
         balancer = self.balancer
         picker = balancer.picker
+        cap = self._per_endpoint
         endpoint = picker.pick(key)
-        if endpoint is None or endpoint not in avoid:
+        if endpoint is None or (endpoint not in avoid and (cap is None or endpoint.in_flight < cap)):
             return endpoint
         for _ in range(min(len(balancer.endpoints), _REPICKS)):
             candidate = picker.pick(key)
-            if candidate is not None and candidate not in avoid:
+            if candidate is not None and candidate not in avoid and (cap is None or candidate.in_flight < cap):
                 return candidate
         for candidate in balancer.endpoints:
-            if candidate not in avoid and balancer.usable(candidate):
+            if candidate not in avoid and balancer.usable(candidate) and (cap is None or candidate.in_flight < cap):
                 return candidate
+        if cap is not None:
+            # Every usable replica is tried or full: a tried one with room, else none.
+            return next((e for e in avoid if balancer.usable(e) and e.in_flight < cap), None)
         return endpoint
 
     def replica_breaker_allows(self, endpoint: Endpoint, now: float) -> bool:

@@ -1,0 +1,259 @@
+"""The `meshsim live` config in both layouts: TOML in the scenario vocabulary, and the seed's YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from meshsim.core.breaker import ConcurrencyLimit
+from meshsim.core.live_config import Cluster, Keepalive, MtlsConfig, ProxyConfig, load_live_config
+from meshsim.core.scenario import ScenarioError
+from meshsim.core.status import StatusCode
+from meshsim.live.proxy import grpc_options
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from tests.conftest import start, stop
+
+# The layout of the seed description, unchanged.
+SEED_YAML = """\
+services:
+  - name: mesh-service-1
+    port: 50051
+    replicas: 3
+    use_tls: true
+load_balancer:
+  algorithm: round_robin
+  health_check_interval: 30
+retry_policy:
+  max_attempts: 3
+  initial_backoff: 1.0
+  max_backoff: 60.0
+  backoff_multiplier: 2.0
+  retryable_status_codes: [UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED]
+mtls:
+  enabled: true
+  cert_dir: certs
+connection_pool:
+  max_connections: 1000
+  max_connections_per_endpoint: 100
+  idle_timeout: 300
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_seed_yaml_layout_reads_into_the_mesh_vocabulary(tmp_path: Path) -> None:
+    config = load_live_config(write(tmp_path, "mesh.yaml", SEED_YAML))
+    assert config.clusters == (
+        Cluster(
+            service="mesh.v1.MeshService",
+            endpoints=("127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"),
+            name="mesh-service-1",
+            tls=True,
+        ),
+    )
+    assert config.balancer.policy == "round_robin"
+    assert config.health.interval == 30.0
+    retry = config.policies.retry
+    assert retry is not None
+    assert (retry.max_attempts, retry.initial_backoff, retry.max_backoff, retry.backoff_multiplier) == (3, 1, 60, 2)
+    assert retry.retryable_status_codes == {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.RESOURCE_EXHAUSTED,
+    }
+    assert config.policies.limits == ConcurrencyLimit(max_requests=1000, max_requests_per_endpoint=100)
+    assert config.idle_timeout == 300.0
+    assert config.mtls == MtlsConfig(tmp_path / "certs")  # relative to the config file
+
+
+def test_the_toml_layout_takes_every_policy_table_and_the_connection_settings(tmp_path: Path) -> None:
+    config = load_live_config(
+        write(
+            tmp_path,
+            "mesh.toml",
+            """
+[proxy]
+listen = "127.0.0.1:6000"
+service = "shop.v1.Orders"
+endpoints = ["127.0.0.1:7001", "127.0.0.1:7002"]
+retry_buffer = 1024
+max_message_bytes = 8388608
+idle_timeout = "5m"
+shutdown_grace = "2s"
+keepalive = { time = "30s", timeout = "5s" }
+
+[balancer]
+policy = "p2c"
+
+[retry]
+max_attempts = 4
+methods = ["PlaceOrder", "/shop.v1.Orders/GetOrder"]
+
+[hedging]
+max_attempts = 2
+methods = ["ListOrders"]
+
+[circuit_breaker.service]
+window_size = 10
+minimum_calls = 5
+
+[concurrency_limit]
+max_requests = 50
+max_requests_per_endpoint = 10
+
+[outlier_detection.consecutive_failures]
+threshold = 3
+""",
+        )
+    )
+    assert config.clusters == (Cluster("shop.v1.Orders", ("127.0.0.1:7001", "127.0.0.1:7002")),)
+    assert config.listen == "127.0.0.1:6000"
+    assert (config.retry_buffer, config.max_message_bytes, config.idle_timeout, config.shutdown_grace) == (
+        1024,
+        8388608,
+        300.0,
+        2.0,
+    )
+    assert config.keepalive == Keepalive(time=30.0, timeout=5.0)
+    assert config.balancer.policy == "p2c"
+    assert config.policies.retry is not None and config.policies.retry.methods == (
+        "PlaceOrder",
+        "/shop.v1.Orders/GetOrder",
+    )
+    assert config.policies.hedging is not None and config.policies.hedging.methods == ("ListOrders",)
+    assert config.policies.service_breaker is not None
+    assert config.policies.limits == ConcurrencyLimit(max_requests=50, max_requests_per_endpoint=10)
+    assert config.outlier is not None and config.outlier.consecutive_failures is not None
+
+
+def test_the_connection_settings_become_grpc_arguments() -> None:
+    config = ProxyConfig.for_service(
+        "s", ("127.0.0.1:1",), keepalive=Keepalive(time=30.0, timeout=5.0), max_message_bytes=1024, idle_timeout=60.0
+    )
+    channel = dict(grpc_options(config, listener=False))
+    assert channel["grpc.keepalive_time_ms"] == 30000
+    assert channel["grpc.keepalive_timeout_ms"] == 5000
+    assert channel["grpc.max_receive_message_length"] == 1024
+    assert channel["grpc.client_idle_timeout_ms"] == 60000
+    server = dict(grpc_options(config, listener=True))
+    assert server["grpc.http2.min_ping_interval_without_data_ms"] == 30000
+    assert "grpc.client_idle_timeout_ms" not in server
+
+
+def test_several_services_each_get_a_cluster(tmp_path: Path) -> None:
+    config = load_live_config(
+        write(
+            tmp_path,
+            "mesh.toml",
+            """
+[[proxy.cluster]]
+name = "orders"
+service = "shop.v1.Orders"
+endpoints = ["127.0.0.1:7001"]
+
+[[proxy.cluster]]
+service = "shop.v1.Payments"
+endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]
+""",
+        )
+    )
+    assert [(c.label, len(c.endpoints)) for c in config.clusters] == [("orders", 1), ("shop.v1.Payments", 2)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "typo.yaml",
+            SEED_YAML.replace("retry_policy:", "retry_polcy:"),
+            "retry_polcy: unknown key (did you mean 'retry_policy'?)",
+        ),
+        ("syntax.yaml", "services:\n  - name: [a\n", "not valid YAML at line 3, column 1"),
+        ("top.yaml", "- a\n- b\n", "expected a mapping at the top level, got list"),
+        (
+            "tls.yaml",
+            "services:\n  - port: 50051\n    use_tls: true\n",
+            "services[0].use_tls: needs mtls",
+        ),
+        (
+            "twice.yaml",
+            "services:\n  - port: 50051\n  - port: 50061\n",
+            "services: two entries serve mesh.v1.MeshService",
+        ),
+        (
+            "algorithm.yaml",
+            "services:\n  - port: 50051\nload_balancer:\n  algorithm: fastest\n",
+            "load_balancer.algorithm: expected one of",
+        ),
+        (
+            "ports.yaml",
+            "services:\n  - port: 65535\n    replicas: 2\n",
+            "services[0].replicas: ports 65535..65536 run past 65535",
+        ),
+        (
+            "pool.yaml",
+            "services:\n  - port: 50051\nconnection_pool:\n  max_connections: 0\n",
+            "connection_pool.max_connections: must be at least 1",
+        ),
+        ("endpoint.toml", '[proxy]\nendpoints = ["localhost"]\n', 'proxy.endpoints[0]: expected "host:port"'),
+        (
+            "both.toml",
+            '[proxy]\nendpoints = ["a:1"]\n[[proxy.cluster]]\nservice = "s"\nendpoints = ["a:2"]\n',
+            "proxy.cluster: give either service and endpoints or [[proxy.cluster]] tables, not both",
+        ),
+        (
+            "keepalive.toml",
+            '[proxy]\nendpoints = ["a:1"]\nkeepalive = { timeout = "5s" }\n',
+            "proxy.keepalive.time: is required",
+        ),
+        ("unknown.toml", '[proxy]\nendpoints = ["a:1"]\n[retyr]\n', "retyr: unknown key (did you mean 'retry'?)"),
+    ],
+)
+def test_a_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = write(tmp_path, name, text)
+    with pytest.raises(ScenarioError) as error:
+        load_live_config(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_the_live_command_runs_a_yaml_config(tmp_path: Path) -> None:
+    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    live = None
+    try:
+        assert serve.stdout is not None
+        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        config = write(
+            tmp_path,
+            "mesh.yaml",
+            "services:\n"
+            "  - name: demo\n"
+            f"    endpoints: [{', '.join(replicas)}]\n"
+            "load_balancer:\n"
+            "  algorithm: least_connections\n"
+            "  health_check_interval: 1\n"
+            "retry_policy:\n"
+            "  max_attempts: 3\n"
+            "  initial_backoff: 0.01\n"
+            "proxy:\n"
+            "  listen: 127.0.0.1:0\n",
+        )
+        live = start("live", str(config))
+        assert live.stdout is not None
+        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
+        with grpc.insecure_channel(address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            answered = {stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5).replica for n in range(6)}
+        assert answered <= set(replicas) and answered
+    finally:
+        for process in (live, serve):
+            if process is not None:
+                stop(process)
