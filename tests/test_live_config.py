@@ -8,7 +8,15 @@ import grpc
 import pytest
 
 from meshsim.core.breaker import ConcurrencyLimit
-from meshsim.core.live_config import Cluster, Keepalive, MtlsConfig, ProxyConfig, load_live_config
+from meshsim.core.live_config import (
+    Cluster,
+    DnsDiscovery,
+    FileDiscovery,
+    Keepalive,
+    MtlsConfig,
+    ProxyConfig,
+    load_live_config,
+)
 from meshsim.core.scenario import ScenarioError
 from meshsim.core.status import StatusCode
 from meshsim.live.proxy import grpc_options
@@ -166,6 +174,38 @@ endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]
     assert [(c.label, len(c.endpoints)) for c in config.clusters] == [("orders", 1), ("shop.v1.Payments", 2)]
 
 
+def test_discovery_in_either_layout(tmp_path: Path) -> None:
+    toml = load_live_config(
+        write(
+            tmp_path,
+            "mesh.toml",
+            """
+[proxy]
+discovery = { srv = "_grpc._tcp.orders.internal", nameservers = ["10.0.0.2", "127.0.0.1:5353"], interval = "10s" }
+""",
+        )
+    )
+    assert toml.clusters[0].endpoints == ()
+    assert toml.clusters[0].discovery == DnsDiscovery(
+        "_grpc._tcp.orders.internal", srv=True, interval=10.0, nameservers=("10.0.0.2", "127.0.0.1:5353")
+    )
+    yaml = load_live_config(
+        write(
+            tmp_path,
+            "mesh.yaml",
+            "services:\n"
+            "  - name: orders\n"
+            "    discovery: {dns: orders.internal, port: 50051}\n"
+            "  - grpc_service: shop.v1.Payments\n"
+            "    discovery: {file: payments.txt}\n",
+        )
+    )
+    assert [c.discovery for c in yaml.clusters] == [
+        DnsDiscovery("orders.internal", port=50051),
+        FileDiscovery(tmp_path / "payments.txt"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
@@ -213,6 +253,22 @@ endpoints = ["127.0.0.1:7101", "127.0.0.1:7102"]
             "proxy.keepalive.time: is required",
         ),
         ("unknown.toml", '[proxy]\nendpoints = ["a:1"]\n[retyr]\n', "retyr: unknown key (did you mean 'retry'?)"),
+        (
+            "kinds.toml",
+            '[proxy]\ndiscovery = { dns = "a", file = "b" }\n',
+            "proxy.discovery: needs exactly one of dns, srv or file",
+        ),
+        ("port.toml", '[proxy]\ndiscovery = { dns = "a" }\n', "proxy.discovery.port: is required"),
+        (
+            "srv.toml",
+            '[proxy]\ndiscovery = { srv = "_grpc._tcp.a" }\n',
+            "proxy.discovery.nameservers: SRV records need a nameserver",
+        ),
+        (
+            "nameserver.toml",
+            '[proxy]\ndiscovery = { dns = "a", port = 1, nameservers = ["a:b:c:d:e"] }\n',
+            "proxy.discovery.nameservers: expected an array",
+        ),
     ],
 )
 def test_a_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, name: str, text: str, message: str) -> None:

@@ -147,3 +147,23 @@ Event = (
     | FaultApplied
     | FaultCleared
 )
+
+
+@attrs.frozen
+class MembershipChanged:
+    """Discovery changed the set of endpoints a balancer spreads calls over."""
+
+    at: float
+    client: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@attrs.frozen
+class DiscoveryFailed:
+    """A resolution failed (or found nothing); the balancer keeps the endpoints it had."""
+
+    at: float
+    client: str
+    source: str
+    error: str

@@ -67,13 +67,46 @@ class MtlsConfig:
 
 
 @attrs.frozen
+class DnsDiscovery:
+    """Re-resolve a DNS name every `interval`: A/AAAA records with a fixed port, or (`srv`) SRV
+    records giving each target its port. No nameservers: the system resolver (A/AAAA only)."""
+
+    name: str
+    port: int | None = None
+    srv: bool = False
+    interval: float = 30.0
+    nameservers: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return f"srv:{self.name}" if self.srv else f"dns:{self.name}:{self.port}"
+
+
+@attrs.frozen
+class FileDiscovery:
+    """Read "host:port" lines (blank lines and # comments aside) from a file every `interval`."""
+
+    path: Path
+    interval: float = 1.0
+
+    @property
+    def source(self) -> str:
+        return f"file:{self.path}"
+
+
+Discovery = DnsDiscovery | FileDiscovery
+
+
+@attrs.frozen
 class Cluster:
-    """The replicas of one gRPC service behind the proxy."""
+    """The replicas of one gRPC service behind the proxy: a fixed list, or where to discover them
+    (then `endpoints`, if any, are used until the first resolution)."""
 
     service: str
-    endpoints: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
     name: str = ""
     tls: bool = False
+    discovery: Discovery | None = None
 
     @property
     def label(self) -> str:
@@ -129,20 +162,29 @@ def _from_toml(top: Table) -> ProxyConfig:
     clusters: list[Cluster] = []
     if proxy.has("cluster"):
         for table in proxy.tables("cluster"):
+            discovery = _discovery(table)
             clusters.append(
                 Cluster(
                     service=table.string("service"),
-                    endpoints=_endpoints(table, "endpoints"),
+                    endpoints=_endpoints(table, "endpoints", required=discovery is None),
                     name=table.string("name", ""),
+                    discovery=discovery,
                 )
             )
             table.done()
-        if proxy.has("service") or proxy.has("endpoints"):
+        if proxy.has("service") or proxy.has("endpoints") or proxy.has("discovery"):
             proxy.fail("cluster", "give either service and endpoints or [[proxy.cluster]] tables, not both")
         if not clusters:
             proxy.fail("cluster", "needs at least one [[proxy.cluster]]")
     else:
-        clusters.append(Cluster(proxy.string("service", DEMO_SERVICE), _endpoints(proxy, "endpoints")))
+        discovery = _discovery(proxy)
+        clusters.append(
+            Cluster(
+                proxy.string("service", DEMO_SERVICE),
+                _endpoints(proxy, "endpoints", required=discovery is None),
+                discovery=discovery,
+            )
+        )
     _unique_services(proxy, clusters)
     keepalive = optional_table(
         proxy,
@@ -199,23 +241,25 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
     clusters = []
     for table in top.tables("services"):
         host = table.string("host", "127.0.0.1")
-        if table.has("endpoints"):
+        discovery = _discovery(table)
+        if discovery is not None or table.has("endpoints"):
             if table.has("port") or table.has("replicas"):
-                table.fail("endpoints", "give either endpoints or port and replicas, not both")
-            endpoints = _endpoints(table, "endpoints")
+                table.fail("endpoints", "give either endpoints (or discovery) or port and replicas, not both")
+            endpoints = _endpoints(table, "endpoints", required=discovery is None)
         else:
             port = table.integer("port", minimum=1)
             replicas = table.integer("replicas", 1, minimum=1)
             if port + replicas - 1 > 65535:
                 table.fail("replicas", f"ports {port}..{port + replicas - 1} run past 65535")
             # The replicas `meshsim serve --port P --replicas N` starts: consecutive ports.
-            endpoints = tuple(_join(host, port + n) for n in range(replicas))
+            endpoints = tuple(join_host_port(host, port + n) for n in range(replicas))
         clusters.append(
             Cluster(
                 service=table.string("grpc_service", DEMO_SERVICE),
                 endpoints=endpoints,
                 name=table.string("name", ""),
                 tls=table.boolean("use_tls", False),
+                discovery=discovery,
             )
         )
         table.done()
@@ -295,8 +339,17 @@ def _is_address(value: object) -> bool:
     return bool(host) and port.isdigit() and int(port) <= 65535
 
 
-def _endpoints(table: Table, key: str) -> tuple[str, ...]:
-    raw = table.raw(key)
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip("[]")).version == 6
+    except ValueError:
+        return False
+
+
+def _endpoints(table: Table, key: str, required: bool = True) -> tuple[str, ...]:
+    raw = table.raw(key) if required else table.raw(key, [])
+    if not required and raw == []:
+        return ()
     if not isinstance(raw, list) or not raw:
         table.fail(key, f'expected a non-empty array of "host:port" strings, got {raw!r}')
     for index, item in enumerate(raw):
@@ -305,7 +358,43 @@ def _endpoints(table: Table, key: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _join(host: str, port: int) -> str:
+def _discovery(parent: Table) -> Discovery | None:
+    """`discovery = { dns = NAME, port = P }`, `{ srv = NAME }` or `{ file = PATH }`, each with `interval`
+    (and, for DNS, `nameservers = ["host:port"]`)."""
+    table = parent.table("discovery", None)
+    if table is None:
+        return None
+    kinds = [kind for kind in ("dns", "srv", "file") if table.has(kind)]
+    if len(kinds) != 1:
+        table.fail(None, "needs exactly one of dns, srv or file")
+    discovery: Discovery
+    if kinds[0] == "file":
+        path = Path(table.string("file"))
+        discovery = FileDiscovery(
+            path if path.is_absolute() else table.file.parent / path,
+            interval=table.duration("interval", 1.0, positive=True),
+        )
+    else:
+        srv = kinds[0] == "srv"
+        nameservers = table.raw("nameservers", [])
+        if not isinstance(nameservers, list) or not all(
+            isinstance(n, str) and (_is_address(n) or (n and ":" not in n) or _is_ipv6(n)) for n in nameservers
+        ):
+            table.fail("nameservers", f'expected an array of "host" or "host:port" strings, got {nameservers!r}')
+        if srv and not nameservers:
+            table.fail("nameservers", "SRV records need a nameserver to ask (the system resolver has no SRV)")
+        discovery = DnsDiscovery(
+            name=table.string(kinds[0]),
+            port=None if srv else table.integer("port", minimum=1),
+            srv=srv,
+            interval=table.duration("interval", 30.0, positive=True),
+            nameservers=tuple(nameservers),
+        )
+    table.done()
+    return discovery
+
+
+def join_host_port(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host).version == 6:
             return f"[{host}]:{port}"

@@ -91,7 +91,13 @@ class OutlierDetector:
         self._stats = {name: _EndpointStats() for name in endpoints}
 
     def is_ejected(self, endpoint: str) -> bool:
-        return self._stats[endpoint].ejected_at is not None
+        stats = self._stats.get(endpoint)
+        return stats is not None and stats.ejected_at is not None
+
+    def track(self, endpoints: Sequence[str]) -> None:
+        """Count exactly these endpoints from now on (discovery changed the set): new ones start
+        clean, dropped ones are forgotten with their ejections."""
+        self._stats = {name: self._stats.get(name) or _EndpointStats() for name in endpoints}
 
     @property
     def ejected(self) -> list[str]:
@@ -99,7 +105,9 @@ class OutlierDetector:
 
     def record(self, endpoint: str, status: StatusCode, now: float) -> Ejection | None:
         """Count one call outcome; returns an ejection if consecutive failures triggered one."""
-        stats = self._stats[endpoint]
+        stats = self._stats.get(endpoint)
+        if stats is None:
+            return None  # a call that outlived its endpoint's removal
         if status is StatusCode.OK:
             stats.successes += 1
             stats.consecutive = 0

@@ -28,18 +28,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import HealthChanged
+from meshsim.core.events import HealthChanged, MembershipChanged
 from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.discovery import resolver_for
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveTransport, grpc_status, status_of
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer, OutlierSweeper
 from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
+from meshsim.runtime.membership import Membership
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 
@@ -79,7 +81,11 @@ class _Upstream:
     def __init__(self, cluster: Cluster, config: ProxyConfig, observer: Observer) -> None:
         self.cluster = cluster
         options = grpc_options(config, listener=False)
-        self.transport = LiveTransport({e: grpc.aio.insecure_channel(e, options=options) for e in cluster.endpoints})
+
+        def connect(endpoint: str) -> grpc.aio.Channel:
+            return grpc.aio.insecure_channel(endpoint, options=options)
+
+        self.transport = LiveTransport({e: connect(e) for e in cluster.endpoints}, connect)
         label = f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name
         self.label = label
         self.endpoints = [Endpoint(e, index=i) for i, e in enumerate(cluster.endpoints)]
@@ -96,23 +102,36 @@ class _Upstream:
         )
         self.channel: MeshChannel | None = None
 
-    def start(self, supervisor: Supervisor, timers: TimerQueue, config: ProxyConfig, observer: Observer) -> None:
+    async def start(self, supervisor: Supervisor, timers: TimerQueue, config: ProxyConfig, observer: Observer) -> None:
         health_config = config.health
-        supervisor.start(self.balancer)
-        if health_config.enabled:
-            service = health_config.service if health_config.service is not None else self.cluster.service
-            for endpoint in self.endpoints:
-                name = f"health:{self.label}:{endpoint.name}"
-                checker = HealthChecker(
-                    name,
-                    endpoint.name,
-                    service,
-                    health_config,
-                    self.transport,
-                    self.balancer.mailbox,
-                    random.Random(name),
-                )
-                supervisor.start(checker)
+        service = health_config.service if health_config.service is not None else self.cluster.service
+
+        def checker(endpoint: str) -> HealthChecker:
+            name = f"health:{self.label}:{endpoint}"
+            return HealthChecker(
+                name, endpoint, service, health_config, self.transport, self.balancer.mailbox, random.Random(name)
+            )
+
+        discovery = self.cluster.discovery
+        if discovery is not None:
+            # The membership actor starts (and stops) the health checkers as endpoints come and go.
+            membership = Membership(
+                f"membership:{self.label}",
+                resolver_for(discovery),
+                discovery.interval,
+                self.balancer,
+                self.transport,
+                observer,
+                checker if health_config.enabled else None,
+            )
+            await membership.prime()
+            supervisor.start(self.balancer)
+            supervisor.start(membership)
+        else:
+            supervisor.start(self.balancer)
+            if health_config.enabled:
+                for endpoint in self.endpoints:
+                    supervisor.start(checker(endpoint.name))
         if config.outlier is not None:
             supervisor.start(OutlierSweeper(f"outliers:{self.label}", config.outlier.interval, self.balancer.mailbox))
         self.channel = MeshChannel(
@@ -128,7 +147,7 @@ class _Upstream:
 
     @property
     def serving(self) -> bool:
-        return any(e.healthy for e in self.endpoints)
+        return any(e.healthy for e in self.balancer.endpoints)
 
 
 class Proxy:
@@ -140,8 +159,8 @@ class Proxy:
     """
 
     def __init__(self, config: ProxyConfig, observer: Observer | None = None) -> None:
-        if not config.clusters or not all(c.endpoints for c in config.clusters):
-            raise ValueError("the proxy needs at least one replica endpoint")
+        if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
+            raise ValueError("the proxy needs replica endpoints or a way to discover them")
         if config.mtls is not None or any(c.tls for c in config.clusters):
             raise ValueError("mTLS in the proxy is not available yet (docs/live.md)")
         self.config = config
@@ -184,8 +203,9 @@ class Proxy:
         timers = TimerQueue()
         supervisor.start(timers)
         for upstream in self._upstreams:
-            upstream.start(supervisor, timers, config, self.observer)
+            await upstream.start(supervisor, timers, config, self.observer)
         self.observer.subscribe(HealthChanged, self._health_changed)
+        self.observer.subscribe(MembershipChanged, self._health_changed)
         await bridge.wait(server.start())
         await self._publish_health()
         return self
@@ -208,7 +228,7 @@ class Proxy:
                 for upstream in self._upstreams:
                     await upstream.transport.close()
 
-    def _health_changed(self, event: HealthChanged) -> None:
+    def _health_changed(self, event: HealthChanged | MembershipChanged) -> None:
         # asyncio keeps only weak references to tasks: hold this one until it is done.
         task = asyncio.get_running_loop().create_task(self._publish_health())
         self._publishing.add(task)

@@ -109,8 +109,26 @@ class LiveAttempt:
 
 
 class LiveTransport:
-    def __init__(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
+    """One grpc.aio channel per replica; `connect(endpoint)` makes the channel of one discovery adds."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, grpc.aio.Channel],
+        connect: Callable[[str], grpc.aio.Channel] | None = None,
+    ) -> None:
         self.channels = dict(channels)
+        self._connect = connect
+
+    def open(self, endpoint: str) -> None:
+        if endpoint not in self.channels:
+            if self._connect is None:
+                raise RuntimeError(f"no channel to {endpoint} and no way to make one")
+            self.channels[endpoint] = self._connect(endpoint)
+
+    async def close_endpoint(self, endpoint: str) -> None:
+        channel = self.channels.pop(endpoint, None)
+        if channel is not None:
+            await bridge.wait(channel.close())
 
     def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
         invocation = call.payload

@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import EndpointEjected, EndpointReturned, HealthChanged, PanicChanged
+from meshsim.core.events import EndpointEjected, EndpointReturned, HealthChanged, MembershipChanged, PanicChanged
 from meshsim.core.ewma import PeakEwma
 from meshsim.core.health import HealthConfig, HealthTracker
 from meshsim.core.outlier import Ejection, OutlierConfig, OutlierDetector
@@ -40,7 +40,14 @@ class SweepOutliers:
     """Message: an outlier-detection interval has passed."""
 
 
-BalancerMessage = HealthProbed | HealthReported | SweepOutliers
+@attrs.frozen
+class EndpointsResolved:
+    """Message: discovery says these are the endpoints now (in the order it found them)."""
+
+    endpoints: tuple[str, ...]
+
+
+BalancerMessage = HealthProbed | HealthReported | SweepOutliers | EndpointsResolved
 
 
 class Balancer:
@@ -71,7 +78,9 @@ class Balancer:
         self.config = config
         self.endpoints = tuple(endpoints)
         self._by_name = {e.name: e for e in self.endpoints}
+        self._health = health
         self._trackers = {e.name: HealthTracker(health) for e in self.endpoints}
+        self._next_index = max((e.index for e in self.endpoints), default=-1) + 1
         self._rng = rng
         self._observer = observer
         self.now: Callable[[], float] = trio.current_time
@@ -107,7 +116,12 @@ class Balancer:
         if isinstance(message, SweepOutliers):
             self._sweep()
             return
-        endpoint = self._by_name[message.endpoint]
+        if isinstance(message, EndpointsResolved):
+            self._resolved(message.endpoints)
+            return
+        endpoint = self._by_name.get(message.endpoint)
+        if endpoint is None:
+            return  # a probe of an endpoint discovery has since removed
         tracker = self._trackers[endpoint.name]
         verdict = (
             tracker.report(message.status) if isinstance(message, HealthReported) else tracker.observe(message.status)
@@ -127,6 +141,35 @@ class Balancer:
             if ejection is not None:
                 self._ejected([ejection], now)
                 self.publish()
+
+    def _resolved(self, names: tuple[str, ...]) -> None:
+        """Take discovery's endpoint list: new endpoints join (healthy, as at start), removed ones
+        leave the picker at once; calls already on them finish where they are."""
+        unique = tuple(dict.fromkeys(names))
+        added = tuple(n for n in unique if n not in self._by_name)
+        removed = tuple(e.name for e in self.endpoints if e.name not in unique)
+        if not added and not removed:
+            return
+        kept = {e.name: e for e in self.endpoints if e.name in unique}
+        start = trio.current_time()
+        for name in added:
+            endpoint = Endpoint(name, index=self._next_index)
+            self._next_index += 1
+            if self.config.policy == "peak_ewma":
+                endpoint.latency = PeakEwma(self.config.ewma, start)
+            kept[name] = endpoint
+            self._trackers[name] = HealthTracker(self._health)
+        for name in removed:
+            del self._trackers[name]
+        self.endpoints = tuple(kept[n] for n in unique)
+        self._by_name = {e.name: e for e in self.endpoints}
+        if self.outlier is not None:
+            self.outlier.track(unique)
+        self._observer.emit(MembershipChanged(self.now(), self.client, added, removed))
+        self.publish()
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        return self._by_name.get(name)
 
     def _sweep(self) -> None:
         assert self.outlier is not None
