@@ -6,6 +6,7 @@ import click
 
 from meshsim import __version__
 from meshsim.cli.app import Application
+from meshsim.cli.certs import certs
 from meshsim.cli.live import live_command
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
@@ -24,5 +25,6 @@ main.add_command(run)
 main.add_command(validate)
 main.add_command(serve)
 main.add_command(live_command)
+main.add_command(certs)
 
 __all__ = ["main"]
