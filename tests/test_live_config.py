@@ -77,7 +77,7 @@ def test_the_seed_yaml_layout_reads_into_the_mesh_vocabulary(tmp_path: Path) -> 
     }
     assert config.policies.limits == ConcurrencyLimit(max_requests=1000, max_requests_per_endpoint=100)
     assert config.idle_timeout == 300.0
-    assert config.mtls == MtlsConfig(tmp_path / "certs")  # relative to the config file
+    assert config.mtls == MtlsConfig.in_dir(tmp_path / "certs")  # relative to the config file
 
 
 def test_the_toml_layout_takes_every_policy_table_and_the_connection_settings(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
     from meshsim.core.scenario import ScenarioError
     from meshsim.live import run
     from meshsim.live.proxy import Proxy
+    from meshsim.tls.material import TlsError
 
     try:
         config = load_live_config(config_path)
@@ -41,7 +42,7 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
 
     try:
         run(main)
-    except ValueError as error:
+    except (ValueError, TlsError) as error:
         app.display_error(f"{config_path}: {error}")
         raise SystemExit(2) from None
     click.echo("stopped")

@@ -21,6 +21,14 @@ from meshsim.cli.app import Application
 )
 @click.option("--error-status", default="UNAVAILABLE", show_default=True, help="Status of the failed calls.")
 @click.option("--grace", default="5s", show_default=True, help="How long calls in flight may finish at shutdown.")
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False),
+    help="Serve mTLS with the files `meshsim certs init DIR` wrote (ca.pem, server.pem, server-key.pem).",
+)
+@click.option("--ca", "ca_file", type=click.Path(dir_okay=False), help="The CA whose clients are accepted.")
+@click.option("--cert", "cert_file", type=click.Path(dir_okay=False), help="The server certificate.")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False), help="The server's private key.")
 @click.pass_obj
 def serve(
     app: Application,
@@ -31,6 +39,10 @@ def serve(
     error_rate: float,
     error_status: str,
     grace: str,
+    cert_dir: str | None,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
 ) -> None:
     """Serve mesh.v1.MeshService, grpc.health.v1 and reflection until SIGINT or SIGTERM."""
     import asyncio
@@ -53,16 +65,32 @@ def serve(
         raise click.BadParameter(f"unknown gRPC status {error_status!r}", param_hint="--error-status") from None
     if status is StatusCode.OK:
         raise click.BadParameter("an injected error cannot be OK", param_hint="--error-status")
+    tls = None
+    if cert_dir is not None or ca_file or cert_file or key_file:
+        from pathlib import Path
+
+        from meshsim.tls.material import TlsFiles
+
+        base = TlsFiles.in_dir(cert_dir or ".", "server")
+        if cert_dir is None and not (ca_file and cert_file and key_file):
+            raise click.UsageError("mTLS needs --cert-dir, or all of --ca, --cert and --key")
+        tls = TlsFiles(
+            ca=Path(ca_file) if ca_file else base.ca,
+            cert=Path(cert_file) if cert_file else base.cert,
+            key=Path(key_file) if key_file else base.key,
+        )
     config = ServeConfig(
         host=host,
         port=port,
         replicas=replicas,
         grace=duration("--grace", grace),
         faults=ServerFaults(duration("--latency", latency), error_rate, status),
+        tls=tls,
     )
 
     def announce(replica: Replica) -> None:
-        click.echo(f"serving mesh.v1.MeshService on {replica.address}", nl=True)
+        secure = " (mTLS)" if replica.tls is not None else ""
+        click.echo(f"serving mesh.v1.MeshService on {replica.address}{secure}", nl=True)
 
     try:
         asyncio.run(run_replicas(config, announce))

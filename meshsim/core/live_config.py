@@ -61,9 +61,24 @@ class Keepalive:
 
 @attrs.frozen
 class MtlsConfig:
-    """Mutual TLS from a directory made by `meshsim certs init` (ca.pem, server.pem, client.pem and keys)."""
+    """Mutual TLS: the CA both ends trust, the proxy's server pair for its listener and its client
+    pair for replicas. `in_dir` is the layout `meshsim certs init` writes."""
 
-    cert_dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def in_dir(cls, cert_dir: Path) -> MtlsConfig:
+        return cls(
+            ca=cert_dir / "ca.pem",
+            server_cert=cert_dir / "server.pem",
+            server_key=cert_dir / "server-key.pem",
+            client_cert=cert_dir / "client.pem",
+            client_key=cert_dir / "client-key.pem",
+        )
 
 
 @attrs.frozen
@@ -195,6 +210,15 @@ def _from_toml(top: Table) -> ProxyConfig:
             permit_without_calls=t.boolean("permit_without_calls", False),
         ),
     )
+    mtls, upstream_tls = None, False
+    mtls_table = top.table("mtls", None)
+    if mtls_table is not None:
+        # One switch for both sides by default: a mesh that wants mTLS wants it to the replicas too.
+        upstream_tls = mtls_table.boolean("upstream", True)
+        mtls = _mtls(mtls_table)
+        mtls_table.done()
+    if mtls is not None and upstream_tls:
+        clusters = [attrs.evolve(cluster, tls=True) for cluster in clusters]
     config = ProxyConfig(
         clusters=tuple(clusters),
         listen=listen,
@@ -207,7 +231,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         idle_timeout=proxy.duration("idle_timeout", None, positive=True),
         shutdown_grace=proxy.duration("shutdown_grace", 5.0),
         keepalive=keepalive,
-        mtls=optional_table(top, "mtls", _mtls),
+        mtls=mtls,
     )
     proxy.done()
     top.done()
@@ -318,11 +342,28 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
 
 
 def _mtls(table: Table) -> MtlsConfig | None:
+    """`enabled`, `cert_dir` (default "certs"), and any file named on its own; paths are relative to
+    the config file."""
+
+    def path(key: str, default: Path) -> Path:
+        value = table.raw(key, None)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value:
+            table.fail(key, f"expected a file path, got {value!r}")
+        found = Path(value)
+        return found if found.is_absolute() else table.file.parent / found
+
     enabled = table.boolean("enabled", True)
-    cert_dir = Path(table.string("cert_dir", "certs"))
-    if not cert_dir.is_absolute():
-        cert_dir = table.file.parent / cert_dir
-    return MtlsConfig(cert_dir) if enabled else None
+    base = MtlsConfig.in_dir(path("cert_dir", Path("certs")))
+    config = MtlsConfig(
+        ca=path("ca", base.ca),
+        server_cert=path("server_cert", base.server_cert),
+        server_key=path("server_key", base.server_key),
+        client_cert=path("client_cert", base.client_cert),
+        client_key=path("client_key", base.client_key),
+    )
+    return config if enabled else None
 
 
 def _address(table: Table, key: str, default: str) -> str:

@@ -33,6 +33,7 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.security import CertificateWatcher, ClientCertificates
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
@@ -43,6 +44,7 @@ from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
+from meshsim.tls.material import TlsFiles
 
 
 class RpcError(Exception):
@@ -77,7 +79,10 @@ class GrpcClient:
         channel_options: Sequence[tuple[str, Any]] = (),
         observer: Observer | None = None,
         seed: int | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
+        """`tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
+        change while the client runs are picked up by new connections."""
         if not endpoints:
             raise ValueError("GrpcClient needs at least one endpoint (host:port)")
         self.service_name = service_name
@@ -90,6 +95,8 @@ class GrpcClient:
         self.channel_options = tuple(channel_options)
         self.observer = observer or Observer()
         self._rng = random.Random(seed)
+        # Checked now, so that a bad file is an error here and not a failed handshake later.
+        self.certificates = None if tls is None else ClientCertificates(tls)
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._transport: LiveTransport | None = None
@@ -98,8 +105,14 @@ class GrpcClient:
     # --- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> GrpcClient:
-        channels = {e: grpc.aio.insecure_channel(e, options=self.channel_options) for e in self.endpoints}
-        self._transport = transport = LiveTransport(channels)
+        certificates, options = self.certificates, self.channel_options
+
+        def connect(endpoint: str) -> grpc.aio.Channel:
+            if certificates is None:
+                return grpc.aio.insecure_channel(endpoint, options=options)
+            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
+
+        self._transport = transport = LiveTransport({e: connect(e) for e in self.endpoints}, connect)
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
         supervisor = Supervisor(nursery, self.observer)
@@ -134,6 +147,8 @@ class GrpcClient:
                 supervisor.start(checker)
         if self.outlier is not None:
             supervisor.start(OutlierSweeper(f"outliers:{self.name}", self.outlier.interval, balancer.mailbox))
+        if certificates is not None:
+            supervisor.start(CertificateWatcher(f"certificates:{self.name}", certificates, transport))
         self._channel = MeshChannel(
             self.name,
             self.service_name,

@@ -35,6 +35,7 @@ from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.discovery import resolver_for
+from meshsim.live.security import CertificateWatcher, ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveTransport, grpc_status, status_of
 from meshsim.runtime.actor import Supervisor
@@ -44,6 +45,7 @@ from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.membership import Membership
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
+from meshsim.tls.material import TlsFiles
 
 # Headers that belong to this hop's HTTP/2 stream, not to the call.
 _HOP_HEADERS = frozenset({"grpc-timeout", "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding"})
@@ -81,9 +83,18 @@ class _Upstream:
     def __init__(self, cluster: Cluster, config: ProxyConfig, observer: Observer) -> None:
         self.cluster = cluster
         options = grpc_options(config, listener=False)
+        self.certificates: ClientCertificates | None = None
+        if cluster.tls:
+            if config.mtls is None:
+                raise ValueError(f"{cluster.label}: TLS to the replicas needs the mtls files")
+            mtls = config.mtls
+            self.certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key))
+        certificates = self.certificates
 
         def connect(endpoint: str) -> grpc.aio.Channel:
-            return grpc.aio.insecure_channel(endpoint, options=options)
+            if certificates is None:
+                return grpc.aio.insecure_channel(endpoint, options=options)
+            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
 
         self.transport = LiveTransport({e: connect(e) for e in cluster.endpoints}, connect)
         label = f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name
@@ -134,6 +145,9 @@ class _Upstream:
                     supervisor.start(checker(endpoint.name))
         if config.outlier is not None:
             supervisor.start(OutlierSweeper(f"outliers:{self.label}", config.outlier.interval, self.balancer.mailbox))
+        if self.certificates is not None:
+            # Rotated client files: new channels for new calls, the old ones drain.
+            supervisor.start(CertificateWatcher(f"certificates:{self.label}", self.certificates, self.transport))
         self.channel = MeshChannel(
             self.label,
             self.cluster.service,
@@ -161,8 +175,6 @@ class Proxy:
     def __init__(self, config: ProxyConfig, observer: Observer | None = None) -> None:
         if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
             raise ValueError("the proxy needs replica endpoints or a way to discover them")
-        if config.mtls is not None or any(c.tls for c in config.clusters):
-            raise ValueError("mTLS in the proxy is not available yet (docs/live.md)")
         self.config = config
         self.observer = observer or Observer()
         self.address = ""
@@ -175,6 +187,7 @@ class Proxy:
         self._by_service: dict[str, _Upstream] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
+        self.certificates: ServerCertificates | None = None
 
     @property
     def balancers(self) -> list[Balancer]:
@@ -187,15 +200,20 @@ class Proxy:
         self._server = server = grpc.aio.server(options=grpc_options(config, listener=True))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         server.add_generic_rpc_handlers((_ForwardEverything(self),))
+        self._upstreams = [_Upstream(cluster, config, self.observer) for cluster in config.clusters]
         try:
-            port = server.add_insecure_port(config.listen)
+            if config.mtls is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                mtls = config.mtls
+                self.certificates = ServerCertificates(TlsFiles(mtls.ca, mtls.server_cert, mtls.server_key))
+                port = server.add_secure_port(config.listen, self.certificates.credentials())
         except RuntimeError:
             port = 0
         if port == 0:
             raise ValueError(f"the proxy cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
-        self._upstreams = [_Upstream(cluster, config, self.observer) for cluster in config.clusters]
         self._by_service = {u.cluster.service: u for u in self._upstreams}
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()

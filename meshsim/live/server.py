@@ -16,8 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshsim.live.security import ServerCertificates
 from meshsim.live.servicer import SERVICE_NAME, MeshServicer, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from meshsim.tls.material import TlsError, TlsFiles
 
 
 class ServeError(Exception):
@@ -31,17 +33,22 @@ class ServeConfig:
     replicas: int = 1
     grace: float = 5.0
     faults: ServerFaults = attrs.field(factory=ServerFaults)
+    # mTLS: the server pair and the CA whose clients it accepts (None: plaintext).
+    tls: TlsFiles | None = None
 
 
 class Replica:
     """One grpc.aio server on one port."""
 
-    def __init__(self, host: str, port: int, faults: ServerFaults) -> None:
+    def __init__(self, host: str, port: int, faults: ServerFaults, tls: TlsFiles | None = None) -> None:
         self.host = host
         self.requested_port = port
         self.port = 0
         self.faults = faults
+        self.tls = tls
+        self.certificates: ServerCertificates | None = None
         self.health = health.aio.HealthServicer()
+        self.servicer: MeshServicer | None = None
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -49,14 +56,24 @@ class Replica:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        if self.tls is not None:
+            try:
+                self.certificates = ServerCertificates(self.tls)
+            except TlsError as error:
+                raise ServeError(str(error)) from None
         server = grpc.aio.server()
+        address = f"{self.host}:{self.requested_port}"
         try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+            if self.certificates is None:
+                self.port = server.add_insecure_port(address)
+            else:
+                self.port = server.add_secure_port(address, self.certificates.credentials())
         except RuntimeError as error:
             raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: {error}") from None
         if self.port == 0:
             raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: address in use or not local")
-        mesh_pb2_grpc.add_MeshServiceServicer_to_server(MeshServicer(self.address, self.faults), server)
+        self.servicer = MeshServicer(self.address, self.faults)
+        mesh_pb2_grpc.add_MeshServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
             mesh_pb2.DESCRIPTOR.services_by_name["MeshService"].full_name,
@@ -85,7 +102,7 @@ async def start_replicas(config: ServeConfig) -> list[Replica]:
         for index in range(config.replicas):
             port = config.port + index if config.port else 0
             # Each replica its own copy, so that chaos can single one out.
-            replica = Replica(config.host, port, attrs.evolve(config.faults))
+            replica = Replica(config.host, port, attrs.evolve(config.faults), config.tls)
             await replica.start()
             replicas.append(replica)
     except BaseException:

@@ -32,8 +32,11 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self.replica = replica
         self.faults = faults
         self._rng = rng or random.Random(replica)
+        # Calls that reached this servicer (the security tests check that refused peers add none).
+        self.calls = 0
 
     async def _misbehave(self, context: grpc.aio.ServicerContext) -> None:
+        self.calls += 1
         faults = self.faults
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)

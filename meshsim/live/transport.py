@@ -118,12 +118,22 @@ class LiveTransport:
     ) -> None:
         self.channels = dict(channels)
         self._connect = connect
+        self._closing: set[asyncio.Future[None]] = set()
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
             if self._connect is None:
                 raise RuntimeError(f"no channel to {endpoint} and no way to make one")
             self.channels[endpoint] = self._connect(endpoint)
+
+    def reconnect(self, drain: float) -> None:
+        """New channels to every endpoint (new credentials, say): new calls take them at once, calls
+        in flight finish on the old ones, which close after at most `drain` seconds."""
+        assert self._connect is not None
+        for endpoint, old in list(self.channels.items()):
+            self.channels[endpoint] = self._connect(endpoint)
+            closing = bridge.start(old.close(drain), self._closing.discard)
+            self._closing.add(closing)
 
     async def close_endpoint(self, endpoint: str) -> None:
         channel = self.channels.pop(endpoint, None)
@@ -148,24 +158,34 @@ class LiveTransport:
         return _serving_status(answer.status)
 
     async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
-        call = health_pb2_grpc.HealthStub(self.channels[endpoint]).Watch(health_pb2.HealthCheckRequest(service=service))
-        try:
-            while True:
-                try:
-                    answer = await bridge.wait(call.read())
-                except grpc.aio.AioRpcError as error:
-                    if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                        raise WatchUnsupported(endpoint) from None
-                    return
-                if answer is grpc.aio.EOF:
-                    return
-                yield _serving_status(answer.status)
-        finally:
-            call.cancel()
+        channel = self.channels[endpoint]
+        while True:
+            call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service))
+            try:
+                while True:
+                    try:
+                        answer = await bridge.wait(call.read())
+                    except grpc.aio.AioRpcError as error:
+                        if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                            raise WatchUnsupported(endpoint) from None
+                        break
+                    if answer is grpc.aio.EOF:
+                        break
+                    yield _serving_status(answer.status)
+            finally:
+                call.cancel()
+            # A stream cut because its channel was replaced (reconnect) follows the new channel:
+            # the endpoint did not fail.
+            current = self.channels.get(endpoint)
+            if current is None or current is channel:
+                return
+            channel = current
 
     async def close(self) -> None:
         for channel in self.channels.values():
             await bridge.wait(channel.close())
+        for closing in list(self._closing):
+            closing.cancel()
 
 
 def _serving_status(status: int) -> HealthStatus:

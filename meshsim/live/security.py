@@ -1,0 +1,128 @@
+"""mTLS for grpc.aio: credentials from checked certificate files, and their rotation without a restart.
+
+Servers take `grpc.dynamic_ssl_server_credentials`: grpc asks `ServerCertificates`
+for the current configuration at each new handshake, so rotated files are served
+from the next connection on while connections already open keep theirs. Clients
+cannot swap credentials on a channel, so `ClientCertificates.changed()` tells the
+caller to open new channels (and let the old ones drain, see LiveTransport.reconnect).
+
+A set of files caught half-way through a rotation (a new key beside the old
+certificate) fails the checks and the last good set stays in use until the files
+agree again; `meshsim certs rotate` writes the key first, then the certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import grpc
+import trio
+
+from meshsim.live.transport import LiveTransport
+from meshsim.tls.material import PemMaterial, TlsError, TlsFiles, load_client_material, load_server_material
+
+_log = logging.getLogger(__name__)
+
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _stamp(files: TlsFiles) -> Stamp:
+    """What changes when any of the files is replaced or rewritten (cheap enough for every handshake)."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in (files.ca, files.cert, files.key):
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(stamps)
+
+
+class ServerCertificates:
+    """A server's certificate files, loaded and checked now (TlsError names what is wrong), reloaded on change."""
+
+    def __init__(self, files: TlsFiles) -> None:
+        self.files = files
+        self._stamp = _stamp(files)
+        self.material = load_server_material(files)
+        self.loads = 1
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Credentials that require a client certificate signed by the CA (mutual TLS)."""
+        return grpc.dynamic_ssl_server_credentials(
+            _configuration(self.material), self._current, require_client_authentication=True
+        )
+
+    def _current(self) -> grpc.ServerCertificateConfiguration | None:
+        # grpc: None means "keep the configuration you have".
+        stamp = _stamp(self.files)
+        if stamp == self._stamp:
+            return None
+        try:
+            material = load_server_material(self.files)
+        except TlsError as error:
+            _log.warning("keeping the certificates in use: %s", error)
+            return None
+        self._stamp = stamp
+        self.material = material
+        self.loads += 1
+        return _configuration(material)
+
+
+class ClientCertificates:
+    """A client's certificate files (its own pair and the CA it trusts), reloaded when they change."""
+
+    def __init__(self, files: TlsFiles) -> None:
+        self.files = files
+        self._stamp = _stamp(files)
+        self.material = load_client_material(files)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        material = self.material
+        return grpc.ssl_channel_credentials(
+            root_certificates=material.ca, private_key=material.key, certificate_chain=material.cert
+        )
+
+    def changed(self) -> bool:
+        """Reload if the files changed and now agree with each other; True when there is new material."""
+        stamp = _stamp(self.files)
+        if stamp == self._stamp:
+            return False
+        try:
+            material = load_client_material(self.files)
+        except TlsError as error:
+            _log.warning("keeping the certificates in use: %s", error)
+            return False
+        self._stamp = stamp
+        self.material = material
+        return True
+
+
+def _configuration(material: PemMaterial) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration([(material.key, material.cert)], root_certificates=material.ca)
+
+
+class CertificateWatcher:
+    """An actor: when a client's certificate files change, its transport reconnects with them."""
+
+    def __init__(
+        self,
+        name: str,
+        certificates: ClientCertificates,
+        transport: LiveTransport,
+        interval: float = 1.0,
+        drain: float = 30.0,
+    ) -> None:
+        self.name = name
+        self._certificates = certificates
+        self._transport = transport
+        self._interval = interval
+        self._drain = drain
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(self._interval)
+            if self._certificates.changed():
+                self._transport.reconnect(self._drain)
