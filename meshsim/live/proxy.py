@@ -33,7 +33,7 @@ from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
-from meshsim.live import bridge
+from meshsim.live import bridge, reflection
 from meshsim.live.discovery import resolver_for
 from meshsim.live.security import CertificateWatcher, ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
@@ -159,6 +159,13 @@ class _Upstream:
             random.Random(f"channel/{self.label}"),
         )
 
+    def any_channel(self) -> grpc.aio.Channel | None:
+        """A channel to a usable replica, for the proxy's own questions (reflection)."""
+        for endpoint in self.balancer.endpoints:
+            if self.balancer.usable(endpoint):
+                return self.transport.channels.get(endpoint.name)
+        return None
+
     @property
     def serving(self) -> bool:
         return any(e.healthy for e in self.balancer.endpoints)
@@ -188,6 +195,7 @@ class Proxy:
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
         self.certificates: ServerCertificates | None = None
+        self.reflection: reflection.MergedReflection | None = None
 
     @property
     def balancers(self) -> list[Balancer]:
@@ -215,6 +223,10 @@ class Proxy:
         host = config.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         self._by_service = {u.cluster.service: u for u in self._upstreams}
+        if len(self._upstreams) > 1:
+            self.reflection = reflection.MergedReflection(
+                [reflection.Backend(u.cluster.service, u.any_channel) for u in self._upstreams]
+            )
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
         supervisor = Supervisor(nursery, self.observer)
@@ -372,4 +384,11 @@ class _ForwardEverything(grpc.GenericRpcHandler):
             async for message in proxy.forward(method, requests, context):
                 yield message
 
+        async def reflect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+            assert proxy.reflection is not None
+            async for message in proxy.reflection.answer(method, requests):
+                yield message
+
+        if method in reflection.METHODS and proxy.reflection is not None:
+            return grpc.stream_stream_rpc_method_handler(reflect)
         return grpc.stream_stream_rpc_method_handler(handle)
