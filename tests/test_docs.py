@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from meshsim.core.live_config import load_live_config
 from meshsim.core.scenario_loader import load_scenario
 from tests.conftest import ROOT
 
@@ -27,6 +28,27 @@ def test_documented_scenario_is_valid(where: str, text: str, tmp_path: Path) -> 
     path = tmp_path / "example.toml"
     path.write_text(text, encoding="utf-8")
     load_scenario(path)
+
+
+def live_configs() -> list[tuple[str, str, str]]:
+    """The proxy configs shown in the README and docs (TOML with a [proxy] table, and YAML)."""
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        for n, block in enumerate(BLOCK.findall(text)):
+            if "[proxy]" in block:
+                found.append((f"{doc.name}#toml{n}", "toml", block))
+        for n, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)):
+            found.append((f"{doc.name}#yaml{n}", "yaml", block))
+    return found
+
+
+@pytest.mark.parametrize(("where", "suffix", "text"), live_configs(), ids=[w for w, _, _ in live_configs()])
+def test_documented_live_config_is_valid(where: str, suffix: str, text: str, tmp_path: Path) -> None:
+    path = tmp_path / f"mesh.{suffix}"
+    path.write_text(text, encoding="utf-8")
+    config = load_live_config(path)
+    assert config.clusters
 
 
 def test_the_readme_opens_with_the_two_commands() -> None:
