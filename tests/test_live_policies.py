@@ -293,3 +293,39 @@ def test_a_failing_request_stream_ends_the_call_and_says_why() -> None:
 
     seen = with_client(check)
     assert [c.status for c in seen.calls] == [StatusCode.CANCELLED]
+
+
+def test_a_replica_killed_mid_run_loses_no_call() -> None:
+    seen = Seen()
+    outcomes: list[tuple[float, grpc.StatusCode]] = []
+    killed_at: list[float] = []
+
+    async def check(stub: Any, replicas: list[Replica]) -> None:
+        for replica in replicas:
+            replica.faults.latency = 0.02
+
+        async def caller(n: int) -> None:
+            while True:
+                try:
+                    await bridge.wait(stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5))
+                    outcomes.append((trio.current_time(), grpc.StatusCode.OK))
+                except grpc.aio.AioRpcError as error:
+                    outcomes.append((trio.current_time(), error.code()))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(3):
+                nursery.start_soon(caller, n)
+            await trio.sleep(0.4)
+            killed_at.append(trio.current_time())
+            await bridge.wait(replicas[0].stop(0))
+            await trio.sleep(0.6)
+            nursery.cancel_scope.cancel()
+
+    through_proxy(check, seen, policies=CallPolicies(retry=RETRY))
+    # Every call the callers saw end was recorded, and the ones cut off by cancelling the callers too.
+    assert len(seen.calls) >= len(outcomes) > 20
+    # Calls fail over: retries carry the calls in flight on the killed replica, and after it
+    # is gone every call succeeds on the other.
+    assert all(code == grpc.StatusCode.OK for _, code in outcomes), outcomes
+    after = [c for c in seen.calls if c.started > killed_at[0] + 0.1 and c.status is not StatusCode.CANCELLED]
+    assert after and all(c.status is StatusCode.OK for c in after)
