@@ -167,3 +167,31 @@ def test_srv_records_give_each_replica_its_port() -> None:
 
     seen = with_proxy(discover, check)
     assert [(len(c.added), len(c.removed)) for c in seen.changes] == [(2, 0), (0, 1)]
+
+
+def test_grpc_client_follows_a_watched_file(tmp_path: Path) -> None:
+    endpoints = tmp_path / "endpoints.txt"
+    answered: list[set[str]] = []
+
+    async def main() -> None:
+        first, second = await start_replica(), await start_replica()
+        endpoints.write_text(f"{first.address}\n", encoding="utf-8")
+        client = live.GrpcClient(discovery=FileDiscovery(endpoints, interval=0.05), health=HEALTH)
+        try:
+            async with client:
+
+                async def replicas() -> set[str]:
+                    replies = [await client.Process(mesh_pb2.ProcessRequest(request_id=str(n))) for n in range(4)]
+                    return {reply.replica for reply in replies}
+
+                answered.append(await replicas())
+                replace(endpoints, f"{second.address}\n")
+                with trio.fail_after(5):
+                    while (now := await replicas()) != {second.address}:  # noqa: ASYNC110 - polls replies
+                        await trio.sleep(0.05)
+                answered.append(now)
+        finally:
+            await bridge.wait(stop_replicas([first, second], 0))
+        assert answered == [{first.address}, {second.address}]
+
+    live.run(main)

@@ -25,23 +25,22 @@ import grpc
 import trio
 
 from meshsim.core.calls import CallSpec, Pattern
-from meshsim.core.endpoint import Endpoint
 from meshsim.core.health import HealthConfig
+from meshsim.core.live_config import Discovery
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
-from meshsim.live.security import CertificateWatcher, ClientCertificates
+from meshsim.live.security import ClientCertificates
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
+from meshsim.live.upstream import Upstream
 from meshsim.pb.v1 import mesh_pb2
 from meshsim.runtime.actor import Supervisor
-from meshsim.runtime.balancer import Balancer, OutlierSweeper
 from meshsim.runtime.channel import MeshChannel
-from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.tls.material import TlsFiles
@@ -80,11 +79,14 @@ class GrpcClient:
         observer: Observer | None = None,
         seed: int | None = None,
         tls: TlsFiles | None = None,
+        discovery: Discovery | None = None,
     ) -> None:
         """`tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
-        change while the client runs are picked up by new connections."""
-        if not endpoints:
-            raise ValueError("GrpcClient needs at least one endpoint (host:port)")
+        change while the client runs are picked up by new connections. `discovery`: where to find
+        the endpoints (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
+        if not endpoints and discovery is None:
+            raise ValueError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
+        self.discovery = discovery
         self.service_name = service_name
         self.endpoints = tuple(endpoints)
         self.balancer_config = policy if isinstance(policy, BalancerConfig) else BalancerConfig(policy=policy)
@@ -100,65 +102,33 @@ class GrpcClient:
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._transport: LiveTransport | None = None
+        self._upstream: Upstream | None = None
         self._channel: MeshChannel | None = None
 
     # --- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> GrpcClient:
-        certificates, options = self.certificates, self.channel_options
-
-        def connect(endpoint: str) -> grpc.aio.Channel:
-            if certificates is None:
-                return grpc.aio.insecure_channel(endpoint, options=options)
-            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
-
-        self._transport = transport = LiveTransport({e: connect(e) for e in self.endpoints}, connect)
+        self._upstream = upstream = Upstream(
+            self.name,
+            self.service_name,
+            self.endpoints,
+            self.observer,
+            balancer=self.balancer_config,
+            health=self.health,
+            outlier=self.outlier,
+            policies=self.policies,
+            discovery=self.discovery,
+            certificates=self.certificates,
+            channel_options=self.channel_options,
+            seed=self._rng.random(),
+        )
+        self._transport = upstream.transport
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
         supervisor = Supervisor(nursery, self.observer)
         timers = TimerQueue()
         supervisor.start(timers)
-        endpoints = [Endpoint(name, index=i) for i, name in enumerate(self.endpoints)]
-        balancer = Balancer(
-            f"balancer:{self.name}",
-            self.name,
-            self.service_name,
-            self.balancer_config,
-            self.health,
-            endpoints,
-            random.Random(self._rng.random()),
-            self.observer,
-            self.outlier,
-        )
-        supervisor.start(balancer)
-        if self.health.enabled:
-            service = self.health.service if self.health.service is not None else self.service_name
-            for endpoint in endpoints:
-                checker_name = f"health:{self.name}:{endpoint.name}"
-                checker = HealthChecker(
-                    checker_name,
-                    endpoint.name,
-                    service,
-                    self.health,
-                    transport,
-                    balancer.mailbox,
-                    random.Random(self._rng.random()),
-                )
-                supervisor.start(checker)
-        if self.outlier is not None:
-            supervisor.start(OutlierSweeper(f"outliers:{self.name}", self.outlier.interval, balancer.mailbox))
-        if certificates is not None:
-            supervisor.start(CertificateWatcher(f"certificates:{self.name}", certificates, transport))
-        self._channel = MeshChannel(
-            self.name,
-            self.service_name,
-            balancer,
-            transport,
-            self.observer,
-            timers,
-            self.policies,
-            random.Random(self._rng.random()),
-        )
+        self._channel = await upstream.start(supervisor, timers)
         return self
 
     async def __aexit__(

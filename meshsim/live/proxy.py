@@ -17,7 +17,6 @@ token and waits for its outcome on an asyncio future.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,22 +26,18 @@ import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import CallSpec, Pattern
-from meshsim.core.endpoint import Endpoint
 from meshsim.core.events import HealthChanged, MembershipChanged
 from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
-from meshsim.live.discovery import resolver_for
-from meshsim.live.security import CertificateWatcher, ClientCertificates, ServerCertificates
+from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
-from meshsim.live.transport import LiveTransport, grpc_status, status_of
+from meshsim.live.transport import grpc_status, status_of
+from meshsim.live.upstream import Upstream
 from meshsim.runtime.actor import Supervisor
-from meshsim.runtime.balancer import Balancer, OutlierSweeper
-from meshsim.runtime.channel import MeshChannel
-from meshsim.runtime.health_checker import HealthChecker
-from meshsim.runtime.membership import Membership
+from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.tls.material import TlsFiles
@@ -77,100 +72,6 @@ def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], 
     return tuple(options)
 
 
-class _Upstream:
-    """One cluster at run time: its replicas' channels, balancer, health checkers and call path."""
-
-    def __init__(self, cluster: Cluster, config: ProxyConfig, observer: Observer) -> None:
-        self.cluster = cluster
-        options = grpc_options(config, listener=False)
-        self.certificates: ClientCertificates | None = None
-        if cluster.tls:
-            if config.mtls is None:
-                raise ValueError(f"{cluster.label}: TLS to the replicas needs the mtls files")
-            mtls = config.mtls
-            self.certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key))
-        certificates = self.certificates
-
-        def connect(endpoint: str) -> grpc.aio.Channel:
-            if certificates is None:
-                return grpc.aio.insecure_channel(endpoint, options=options)
-            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
-
-        self.transport = LiveTransport({e: connect(e) for e in cluster.endpoints}, connect)
-        label = f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name
-        self.label = label
-        self.endpoints = [Endpoint(e, index=i) for i, e in enumerate(cluster.endpoints)]
-        self.balancer = Balancer(
-            f"balancer:{label}",
-            label,
-            cluster.service,
-            config.balancer,
-            config.health,
-            self.endpoints,
-            random.Random(label),
-            observer,
-            config.outlier,
-        )
-        self.channel: MeshChannel | None = None
-
-    async def start(self, supervisor: Supervisor, timers: TimerQueue, config: ProxyConfig, observer: Observer) -> None:
-        health_config = config.health
-        service = health_config.service if health_config.service is not None else self.cluster.service
-
-        def checker(endpoint: str) -> HealthChecker:
-            name = f"health:{self.label}:{endpoint}"
-            return HealthChecker(
-                name, endpoint, service, health_config, self.transport, self.balancer.mailbox, random.Random(name)
-            )
-
-        discovery = self.cluster.discovery
-        if discovery is not None:
-            # The membership actor starts (and stops) the health checkers as endpoints come and go.
-            membership = Membership(
-                f"membership:{self.label}",
-                resolver_for(discovery),
-                discovery.interval,
-                self.balancer,
-                self.transport,
-                observer,
-                checker if health_config.enabled else None,
-            )
-            await membership.prime()
-            supervisor.start(self.balancer)
-            supervisor.start(membership)
-        else:
-            supervisor.start(self.balancer)
-            if health_config.enabled:
-                for endpoint in self.endpoints:
-                    supervisor.start(checker(endpoint.name))
-        if config.outlier is not None:
-            supervisor.start(OutlierSweeper(f"outliers:{self.label}", config.outlier.interval, self.balancer.mailbox))
-        if self.certificates is not None:
-            # Rotated client files: new channels for new calls, the old ones drain.
-            supervisor.start(CertificateWatcher(f"certificates:{self.label}", self.certificates, self.transport))
-        self.channel = MeshChannel(
-            self.label,
-            self.cluster.service,
-            self.balancer,
-            self.transport,
-            observer,
-            timers,
-            config.policies,
-            random.Random(f"channel/{self.label}"),
-        )
-
-    def any_channel(self) -> grpc.aio.Channel | None:
-        """A channel to a usable replica, for the proxy's own questions (reflection)."""
-        for endpoint in self.balancer.endpoints:
-            if self.balancer.usable(endpoint):
-                return self.transport.channels.get(endpoint.name)
-        return None
-
-    @property
-    def serving(self) -> bool:
-        return any(e.healthy for e in self.balancer.endpoints)
-
-
 class Proxy:
     """Run with `async with Proxy(config) as proxy:` inside meshsim.live.run(); `proxy.address` is where it listens.
 
@@ -190,12 +91,34 @@ class Proxy:
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None
-        self._upstreams: list[_Upstream] = []
-        self._by_service: dict[str, _Upstream] = {}
+        self._upstreams: list[Upstream] = []
+        self._by_service: dict[str, Upstream] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
         self.certificates: ServerCertificates | None = None
         self.reflection: reflection.MergedReflection | None = None
+
+    def _upstream(self, cluster: Cluster) -> Upstream:
+        config = self.config
+        certificates = None
+        if cluster.tls:
+            if config.mtls is None:
+                raise ValueError(f"{cluster.label}: TLS to the replicas needs the mtls files")
+            mtls = config.mtls
+            certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key))
+        return Upstream(
+            f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name,
+            cluster.service,
+            cluster.endpoints,
+            self.observer,
+            balancer=config.balancer,
+            health=config.health,
+            outlier=config.outlier,
+            policies=config.policies,
+            discovery=cluster.discovery,
+            certificates=certificates,
+            channel_options=grpc_options(config, listener=False),
+        )
 
     @property
     def balancers(self) -> list[Balancer]:
@@ -208,7 +131,7 @@ class Proxy:
         self._server = server = grpc.aio.server(options=grpc_options(config, listener=True))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         server.add_generic_rpc_handlers((_ForwardEverything(self),))
-        self._upstreams = [_Upstream(cluster, config, self.observer) for cluster in config.clusters]
+        self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         try:
             if config.mtls is None:
                 port = server.add_insecure_port(config.listen)
@@ -222,10 +145,10 @@ class Proxy:
             raise ValueError(f"the proxy cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
-        self._by_service = {u.cluster.service: u for u in self._upstreams}
+        self._by_service = {u.service: u for u in self._upstreams}
         if len(self._upstreams) > 1:
             self.reflection = reflection.MergedReflection(
-                [reflection.Backend(u.cluster.service, u.any_channel) for u in self._upstreams]
+                [reflection.Backend(u.service, u.any_channel) for u in self._upstreams]
             )
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
@@ -233,7 +156,7 @@ class Proxy:
         timers = TimerQueue()
         supervisor.start(timers)
         for upstream in self._upstreams:
-            await upstream.start(supervisor, timers, config, self.observer)
+            await upstream.start(supervisor, timers)
         self.observer.subscribe(HealthChanged, self._health_changed)
         self.observer.subscribe(MembershipChanged, self._health_changed)
         await bridge.wait(server.start())
@@ -269,9 +192,7 @@ class Proxy:
         while every service is."""
         response = health_pb2.HealthCheckResponse
         for upstream in self._upstreams:
-            await self._health.set(
-                upstream.cluster.service, response.SERVING if upstream.serving else response.NOT_SERVING
-            )
+            await self._health.set(upstream.service, response.SERVING if upstream.serving else response.NOT_SERVING)
         everything = all(upstream.serving for upstream in self._upstreams)
         await self._health.set("", response.SERVING if everything else response.NOT_SERVING)
 
@@ -287,7 +208,7 @@ class Proxy:
         upstream = self._route(method)
         call = CallSpec(
             client=upstream.label,
-            service=upstream.cluster.service,
+            service=upstream.service,
             # The proxy cannot tell a method's shape from raw bytes: every call counts as bidi.
             pattern=Pattern.BIDI,
             deadline=context.time_remaining(),
@@ -332,12 +253,12 @@ class Proxy:
                 attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
             self._token.run_sync_soon(_cancel, invocation)
 
-    def _route(self, method: str) -> _Upstream:
+    def _route(self, method: str) -> Upstream:
         service = method[1:].split("/", 1)[0]
         return self._by_service.get(service) or self._upstreams[0]
 
     @staticmethod
-    def _start(upstream: _Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
+    def _start(upstream: Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
         assert upstream.channel is not None
         invocation.started(upstream.channel.start(call, invocation.ended, policies))
 

@@ -1,0 +1,139 @@
+"""One service's replicas as a live caller sees them: channels, balancer, health, discovery and call path.
+
+GrpcClient has one; the proxy one per cluster. Everything here is the runtime's actors
+over the live transport; this module only wires them for one service.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from meshsim.core.endpoint import Endpoint
+from meshsim.core.health import HealthConfig
+from meshsim.core.live_config import Discovery
+from meshsim.core.outlier import OutlierConfig
+from meshsim.core.pickers import BalancerConfig
+from meshsim.core.policies import CallPolicies
+from meshsim.live.discovery import resolver_for
+from meshsim.live.security import CertificateWatcher, ClientCertificates
+from meshsim.live.transport import LiveTransport
+from meshsim.runtime.actor import Supervisor
+from meshsim.runtime.balancer import Balancer, OutlierSweeper
+from meshsim.runtime.channel import MeshChannel
+from meshsim.runtime.health_checker import HealthChecker
+from meshsim.runtime.membership import Membership
+from meshsim.runtime.observer import Observer
+from meshsim.runtime.timers import TimerQueue
+
+
+class Upstream:
+    def __init__(
+        self,
+        label: str,
+        service: str,
+        endpoints: Sequence[str],
+        observer: Observer,
+        *,
+        balancer: BalancerConfig,
+        health: HealthConfig,
+        outlier: OutlierConfig | None = None,
+        policies: CallPolicies | None = None,
+        discovery: Discovery | None = None,
+        certificates: ClientCertificates | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        seed: object = None,
+    ) -> None:
+        """`seed` names the random streams (balancer, health jitter, retry backoff) of this upstream."""
+        self.label = label
+        self.service = service
+        self.observer = observer
+        self.health = health
+        self.outlier = outlier
+        self.policies = policies or CallPolicies()
+        self.discovery = discovery
+        self.certificates = certificates
+        self._seed = seed if seed is not None else label
+        options = tuple(channel_options)
+
+        def connect(endpoint: str) -> grpc.aio.Channel:
+            if certificates is None:
+                return grpc.aio.insecure_channel(endpoint, options=options)
+            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
+
+        self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect)
+        self.balancer = Balancer(
+            f"balancer:{label}",
+            label,
+            service,
+            balancer,
+            health,
+            [Endpoint(e, index=i) for i, e in enumerate(endpoints)],
+            self._random("balancer"),
+            observer,
+            outlier,
+        )
+        self.channel: MeshChannel | None = None
+
+    def _random(self, purpose: str) -> random.Random:
+        return random.Random(f"{self._seed}/{purpose}")
+
+    async def start(self, supervisor: Supervisor, timers: TimerQueue) -> MeshChannel:
+        """Start the actors (resolving once first, when discovered) and return the call path."""
+        health = self.health
+        service = health.service if health.service is not None else self.service
+        balancer = self.balancer
+
+        def checker(endpoint: str) -> HealthChecker:
+            name = f"health:{self.label}:{endpoint}"
+            return HealthChecker(name, endpoint, service, health, self.transport, balancer.mailbox, self._random(name))
+
+        if self.discovery is not None:
+            # The membership actor starts (and stops) the health checkers as endpoints come and go.
+            membership = Membership(
+                f"membership:{self.label}",
+                resolver_for(self.discovery),
+                self.discovery.interval,
+                balancer,
+                self.transport,
+                self.observer,
+                checker if health.enabled else None,
+            )
+            await membership.prime()
+            supervisor.start(balancer)
+            supervisor.start(membership)
+        else:
+            supervisor.start(balancer)
+            if health.enabled:
+                for endpoint in balancer.endpoints:
+                    supervisor.start(checker(endpoint.name))
+        if self.outlier is not None:
+            supervisor.start(OutlierSweeper(f"outliers:{self.label}", self.outlier.interval, balancer.mailbox))
+        if self.certificates is not None:
+            # Rotated client files: new channels for new calls, the old ones drain.
+            supervisor.start(CertificateWatcher(f"certificates:{self.label}", self.certificates, self.transport))
+        self.channel = MeshChannel(
+            self.label,
+            self.service,
+            balancer,
+            self.transport,
+            self.observer,
+            timers,
+            self.policies,
+            self._random("channel"),
+        )
+        return self.channel
+
+    def any_channel(self) -> grpc.aio.Channel | None:
+        """A channel to a usable replica, for a caller's own questions (reflection)."""
+        for endpoint in self.balancer.endpoints:
+            if self.balancer.usable(endpoint):
+                return self.transport.channels.get(endpoint.name)
+        return None
+
+    @property
+    def serving(self) -> bool:
+        return any(e.healthy for e in self.balancer.endpoints)
