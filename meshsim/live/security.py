@@ -3,7 +3,7 @@
 Servers take `grpc.dynamic_ssl_server_credentials`: grpc asks `ServerCertificates`
 for the current configuration at each new handshake, so rotated files are served
 from the next connection on while connections already open keep theirs. Clients
-cannot swap credentials on a channel, so `ClientCertificates.changed()` tells the
+cannot swap credentials on a channel, so `ClientCertificates.reload()` tells the
 caller to open new channels (and let the old ones drain, see LiveTransport.reconnect).
 
 A set of files caught half-way through a rotation (a new key beside the old
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import grpc
 import trio
@@ -40,14 +41,37 @@ def _stamp(files: TlsFiles) -> Stamp:
     return tuple(stamps)
 
 
-class ServerCertificates:
-    """A server's certificate files, loaded and checked now (TlsError names what is wrong), reloaded on change."""
+class _CertificateFiles:
+    """A certificate set loaded and checked now (TlsError names what is wrong), and again when it changes."""
+
+    def __init__(self, files: TlsFiles, load: Callable[[TlsFiles], PemMaterial]) -> None:
+        self.files = files
+        self._load = load
+        self._stamp = _stamp(files)
+        self.material = load(files)
+        self.loads = 1
+
+    def reload(self) -> bool:
+        """Load the files again if they changed and now agree with each other; True when there is new material."""
+        stamp = _stamp(self.files)
+        if stamp == self._stamp:
+            return False
+        try:
+            material = self._load(self.files)
+        except TlsError as error:
+            _log.warning("keeping the certificates in use: %s", error)
+            return False
+        self._stamp = stamp
+        self.material = material
+        self.loads += 1
+        return True
+
+
+class ServerCertificates(_CertificateFiles):
+    """A server's pair and the CA whose clients it accepts."""
 
     def __init__(self, files: TlsFiles) -> None:
-        self.files = files
-        self._stamp = _stamp(files)
-        self.material = load_server_material(files)
-        self.loads = 1
+        super().__init__(files, load_server_material)
 
     def credentials(self) -> grpc.ServerCredentials:
         """Credentials that require a client certificate signed by the CA (mutual TLS)."""
@@ -56,48 +80,21 @@ class ServerCertificates:
         )
 
     def _current(self) -> grpc.ServerCertificateConfiguration | None:
-        # grpc: None means "keep the configuration you have".
-        stamp = _stamp(self.files)
-        if stamp == self._stamp:
-            return None
-        try:
-            material = load_server_material(self.files)
-        except TlsError as error:
-            _log.warning("keeping the certificates in use: %s", error)
-            return None
-        self._stamp = stamp
-        self.material = material
-        self.loads += 1
-        return _configuration(material)
+        # grpc asks at each new handshake; None means "keep the configuration you have".
+        return _configuration(self.material) if self.reload() else None
 
 
-class ClientCertificates:
-    """A client's certificate files (its own pair and the CA it trusts), reloaded when they change."""
+class ClientCertificates(_CertificateFiles):
+    """A client's own pair and the CA it trusts."""
 
     def __init__(self, files: TlsFiles) -> None:
-        self.files = files
-        self._stamp = _stamp(files)
-        self.material = load_client_material(files)
+        super().__init__(files, load_client_material)
 
     def credentials(self) -> grpc.ChannelCredentials:
         material = self.material
         return grpc.ssl_channel_credentials(
             root_certificates=material.ca, private_key=material.key, certificate_chain=material.cert
         )
-
-    def changed(self) -> bool:
-        """Reload if the files changed and now agree with each other; True when there is new material."""
-        stamp = _stamp(self.files)
-        if stamp == self._stamp:
-            return False
-        try:
-            material = load_client_material(self.files)
-        except TlsError as error:
-            _log.warning("keeping the certificates in use: %s", error)
-            return False
-        self._stamp = stamp
-        self.material = material
-        return True
 
 
 def _configuration(material: PemMaterial) -> grpc.ServerCertificateConfiguration:
@@ -124,5 +121,5 @@ class CertificateWatcher:
     async def run(self) -> None:
         while True:
             await trio.sleep(self._interval)
-            if self._certificates.changed():
+            if self._certificates.reload():
                 self._transport.reconnect(self._drain)
