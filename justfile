@@ -28,10 +28,15 @@ fmt:
 typecheck:
     {{python}} -m mypy
 
-# Run the benchmarks (simulator against SimPy, GrpcClient against a bare stub); figures go in docs/benchmarks.md
-bench:
+# Install what the proxy benchmark drives (h2load, nginx) with apt-get if they are missing
+bench-tools:
+    benchmarks/install-tools
+
+# Run the benchmarks (simulator against SimPy, GrpcClient against a bare stub, the proxy against direct and nginx); figures go in docs/benchmarks.md
+bench: bench-tools
     {{python}} benchmarks/sim_throughput.py
     {{python}} benchmarks/client_overhead.py
+    {{python}} benchmarks/proxy_h2load.py
 
 # Run a scenario (default: the failover scenario)
 run scenario="scenarios/failover.toml" *args:
