@@ -63,13 +63,14 @@ class EchoHandler(grpc.GenericRpcHandler):
         )
 
 
-async def start_echo() -> tuple[grpc.aio.Server, str]:
+async def start_echo(with_reflection: bool = True) -> tuple[grpc.aio.Server, str]:
     describe_echo()
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((EchoHandler(),))
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-    reflection.enable_server_reflection((ECHO, reflection.SERVICE_NAME), server)
+    if with_reflection:
+        reflection.enable_server_reflection((ECHO, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await checks.set(ECHO, health_pb2.HealthCheckResponse.SERVING)
@@ -126,3 +127,40 @@ def test_two_services_behind_one_proxy_with_health_and_reflection_for_both() -> 
             await bridge.wait(stop_replicas(replicas, 0))
 
     live.run(main)
+
+
+def test_unary_methods_are_learnt_from_reflection_and_the_rest_go_as_streams() -> None:
+    """Process (unary, with reflection) is forwarded as unary; Chat as a stream; a service without
+    reflection has every method forwarded as a stream, which carries a unary call just as well."""
+
+    async def main() -> None:
+        replicas = await bridge.wait(start_replicas(ServeConfig(port=0)))
+        echo, echo_address = await bridge.wait(start_echo(with_reflection=False))
+        config = ProxyConfig(
+            clusters=(Cluster(SERVICE_NAME, (replicas[0].address,)), Cluster(ECHO, (echo_address,))),
+            health=HealthConfig(interval=0.1, timeout=0.5),
+        )
+        try:
+            async with Proxy(config) as proxy:
+                assert proxy.shapes.is_unary(f"/{SERVICE_NAME}/Process")
+                assert not proxy.shapes.is_unary(f"/{SERVICE_NAME}/Chat")
+                assert not proxy.shapes.is_unary(f"/{SERVICE_NAME}/StreamEvents")
+                for _ in range(2):  # the first call asks for reflection, the second finds none was had
+                    assert await say(proxy.address) == "echo"
+                assert not proxy.shapes.is_unary(f"/{ECHO}/Say")
+        finally:
+            await bridge.wait(echo.stop(0))
+            await bridge.wait(stop_replicas(replicas, 0))
+
+    live.run(main)
+
+
+async def say(address: str) -> str:
+    """demo.v2.Echo/Say through the proxy from a stub on raw bytes; the replica that answered."""
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        request = mesh_pb2.ProcessRequest(request_id="a").SerializeToString()
+        raw = await bridge.wait(channel.unary_unary(f"/{ECHO}/Say")(request, timeout=5))
+    finally:
+        await bridge.wait(channel.close())
+    return str(mesh_pb2.ProcessResponse.FromString(raw).replica)

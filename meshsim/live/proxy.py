@@ -26,18 +26,19 @@ import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import CallSpec, Pattern
-from meshsim.core.events import HealthChanged, MembershipChanged
+from meshsim.core.events import HealthChanged, MembershipChanged, RequestFinished
 from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
 from meshsim.live.security import ClientCertificates, ServerCertificates
-from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered
-from meshsim.live.transport import grpc_status, status_of
+from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
+from meshsim.live.transport import LiveAttempt, UnaryInvocation, grpc_status, status_of
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.channel import CallRun
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.tls.material import TlsFiles
@@ -97,6 +98,7 @@ class Proxy:
         self._policies: dict[str, CallPolicies] = {}
         self.certificates: ServerCertificates | None = None
         self.reflection: reflection.MergedReflection | None = None
+        self.shapes = reflection.MethodShapes()
 
     def _upstream(self, cluster: Cluster) -> Upstream:
         config = self.config
@@ -159,9 +161,19 @@ class Proxy:
             await upstream.start(supervisor, timers)
         self.observer.subscribe(HealthChanged, self._health_changed)
         self.observer.subscribe(MembershipChanged, self._health_changed)
+        await self._learn_shapes()
         await bridge.wait(server.start())
         await self._publish_health()
         return self
+
+    async def _learn_shapes(self) -> None:
+        """Ask each service's replicas which of its methods are unary before the first call (a service
+        whose replicas do not answer in time is learnt from its first call)."""
+        learning = [self.shapes.ask(u.service, u.any_channel()) for u in self._upstreams]
+        with trio.move_on_after(2.0):
+            for task in learning:
+                if task is not None:
+                    await bridge.wait(asyncio.shield(task))
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         assert self._server is not None and self._nursery is not None
@@ -201,11 +213,10 @@ class Proxy:
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
         assert self._token is not None
-        metadata = tuple((key, value) for key, value in context.invocation_metadata() or () if key not in _HOP_HEADERS)
         replay = RequestReplay(self.config.retry_buffer)
-        invocation = StreamInvocation(method, replay, metadata)
+        invocation = StreamInvocation(method, replay, self._metadata(context))
         reading = asyncio.ensure_future(replay.fill(requests))
-        upstream = self._route(method)
+        upstream = self.route(method)
         call = CallSpec(
             client=upstream.label,
             service=upstream.service,
@@ -253,9 +264,59 @@ class Proxy:
                 attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
             self._token.run_sync_soon(_cancel, invocation)
 
-    def _route(self, method: str) -> Upstream:
+    def route(self, method: str) -> Upstream:
         service = method[1:].split("/", 1)[0]
         return self._by_service.get(service) or self._upstreams[0]
+
+    async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
+        assert self._token is not None
+        upstream = self.route(method)
+        call = CallSpec(
+            client=upstream.label,
+            service=upstream.service,
+            pattern=Pattern.UNARY,
+            deadline=context.time_remaining(),
+            payload=UnaryInvocation(method, request, metadata=self._metadata(context), relay=True),
+        )
+        ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
+        runs: list[CallRun] = []
+        self._token.run_sync_soon(self._start_unary, upstream, call, self._policies_for(method), ended, runs)
+        try:
+            event = await ended
+        except asyncio.CancelledError:
+            self._token.run_sync_soon(_cancel_run, runs)  # the caller went away
+            raise
+        attempt = runs[0].handle if runs else None
+        if isinstance(attempt, LiveAttempt):
+            if attempt.initial_metadata:
+                await context.send_initial_metadata(attempt.initial_metadata)
+            if attempt.trailing_metadata:
+                context.set_trailing_metadata(attempt.trailing_metadata)
+            if event.status is StatusCode.OK:
+                response: bytes = attempt.response  # type: ignore[assignment]
+                return response
+        await context.abort(grpc_status(event.status), _details(event, attempt))
+        raise AssertionError("abort raises")
+
+    @staticmethod
+    def _start_unary(
+        upstream: Upstream,
+        call: CallSpec,
+        policies: CallPolicies,
+        ended: asyncio.Future[RequestFinished],
+        runs: list[CallRun],
+    ) -> None:
+        def finished(event: RequestFinished) -> None:
+            if not ended.done():
+                ended.set_result(event)
+
+        assert upstream.channel is not None
+        runs.append(upstream.channel.start(call, finished, policies))
+
+    @staticmethod
+    def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
+        return tuple((key, value) for key, value in context.invocation_metadata() or () if key not in _HOP_HEADERS)
 
     @staticmethod
     def _start(upstream: Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
@@ -286,6 +347,17 @@ class Proxy:
         return policies
 
 
+def _cancel_run(runs: list[CallRun]) -> None:
+    if runs and not runs[0].done:
+        runs[0].finish(StatusCode.CANCELLED)
+
+
+def _details(event: RequestFinished, attempt: object) -> str:
+    if isinstance(attempt, LiveAttempt) and attempt.details:
+        return attempt.details
+    return unanswered_details(event)
+
+
 def _cancel(invocation: StreamInvocation) -> None:
     """The proxied call is over on the caller's side: a call still going ends CANCELLED."""
     run = invocation.run
@@ -310,6 +382,13 @@ class _ForwardEverything(grpc.GenericRpcHandler):
             async for message in proxy.reflection.answer(method, requests):
                 yield message
 
+        async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return await proxy.forward_unary(method, request, context)
+
         if method in reflection.METHODS and proxy.reflection is not None:
             return grpc.stream_stream_rpc_method_handler(reflect)
+        if proxy.shapes.is_unary(method):
+            return grpc.unary_unary_rpc_method_handler(unary)
+        service = method[1:].split("/", 1)[0]
+        proxy.shapes.ask(service, proxy.route(method).any_channel())
         return grpc.stream_stream_rpc_method_handler(handle)

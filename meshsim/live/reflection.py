@@ -11,10 +11,12 @@ both are answered with the v1alpha types.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 METHODS = frozenset(
@@ -87,6 +89,11 @@ async def _ask(backend: Backend, method: str, request: Any) -> Any:
     channel = backend.channel()
     if channel is None:
         return None
+    return await ask(channel, method, request)
+
+
+async def ask(channel: grpc.aio.Channel, method: str, request: Any) -> Any:
+    """One reflection question on `channel`: the answer, or None when there is none."""
     call = channel.stream_stream(method)(iter([request.SerializeToString()]), timeout=5.0)
     try:
         async for raw in call:
@@ -96,3 +103,49 @@ async def _ask(backend: Backend, method: str, request: Any) -> Any:
     finally:
         call.cancel()
     return None
+
+
+V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+class MethodShapes:
+    """Which methods are unary, learned from the replicas' reflection.
+
+    A proxy on raw bytes must pick a handler's shape before it sees the call, and a
+    stream-stream handler on both sides costs several times a unary one. So the proxy
+    asks each service's replicas, once, what its methods are: a unary method is then
+    forwarded as unary, anything else (or anything a service without reflection
+    serves) as a stream, which carries every shape.
+    """
+
+    def __init__(self) -> None:
+        self._unary: set[str] = set()
+        self._asked: set[str] = set()
+        self._learning: set[asyncio.Task[None]] = set()
+
+    def is_unary(self, method: str) -> bool:
+        return method in self._unary
+
+    def ask(self, service: str, channel: grpc.aio.Channel | None) -> asyncio.Task[None] | None:
+        """Learn `service`'s methods in the background (once per service; asyncio's side of the thread)."""
+        if service in self._asked or channel is None:
+            return None
+        self._asked.add(service)
+        task = asyncio.get_running_loop().create_task(self._learn(service, channel))
+        self._learning.add(task)
+        task.add_done_callback(self._learning.discard)
+        return task
+
+    async def _learn(self, service: str, channel: grpc.aio.Channel) -> None:
+        answer = await ask(channel, V1ALPHA, reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
+        if answer is None or not answer.HasField("file_descriptor_response"):
+            return
+        for raw in answer.file_descriptor_response.file_descriptor_proto:
+            described = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            prefix = f"{described.package}." if described.package else ""
+            for entry in described.service:
+                if prefix + entry.name != service:
+                    continue
+                for method in entry.method:
+                    if not method.client_streaming and not method.server_streaming:
+                        self._unary.add(f"/{service}/{method.name}")

@@ -137,6 +137,15 @@ class StreamAttempt:
         self._token.run_sync_soon(self._on_done, status, None)
 
 
+def unanswered_details(event: RequestFinished) -> str:
+    """Why a call ended with no replica's answer to pass on."""
+    if event.status is StatusCode.DEADLINE_EXCEEDED:
+        return "meshsim: deadline exceeded"
+    if event.attempts == 0:
+        return "meshsim: refused (circuit open or too many calls)"
+    return "meshsim: no replica available"
+
+
 def _in_trio() -> bool:
     try:
         trio.lowlevel.current_task()
@@ -191,12 +200,8 @@ class StreamInvocation:
         handle = None if self.run is None else self.run.handle
         if isinstance(handle, StreamAttempt):
             self.outcome.set_result(Unanswered(event.status, handle.details, handle.trailing))
-        elif event.status is StatusCode.DEADLINE_EXCEEDED:
-            self.outcome.set_result(Unanswered(event.status, "meshsim: deadline exceeded"))
-        elif event.attempts == 0:
-            self.outcome.set_result(Unanswered(event.status, "meshsim: refused (circuit open or too many calls)"))
         else:
-            self.outcome.set_result(Unanswered(event.status, "meshsim: no replica available"))
+            self.outcome.set_result(Unanswered(event.status, unanswered_details(event)))
 
     def _answered(self, attempt: StreamAttempt, answered: asyncio.Future[tuple[StatusCode, str, Any] | None]) -> None:
         if attempt.reported:

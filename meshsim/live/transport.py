@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import attrs
 import grpc
@@ -25,7 +25,6 @@ from meshsim.runtime.transport import AttemptHandle, OnDone, WatchUnsupported
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
-@runtime_checkable
 class Invocation(Protocol):
     """The payload of a live call: starts one attempt of it on a replica's channel."""
 
@@ -41,12 +40,15 @@ class UnaryInvocation:
     serializer: Callable[[object], bytes] | None = None
     deserializer: Callable[[bytes], object] | None = None
     metadata: tuple[tuple[str, str], ...] = ()
+    # Keep the response's initial and trailing metadata on the attempt (a proxy passes them on).
+    relay: bool = False
 
     def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> LiveAttempt:
         method = channel.unary_unary(
             self.path, request_serializer=self.serializer, response_deserializer=self.deserializer
         )
         attempt = LiveAttempt()
+        call = method(self.request, timeout=timeout, metadata=self.metadata or None)
 
         def finished(future: asyncio.Future[object]) -> None:
             if attempt.cancelled_with is not None:
@@ -59,13 +61,22 @@ class UnaryInvocation:
                 on_done(StatusCode.OK, None)
             elif isinstance(error, grpc.aio.AioRpcError):
                 attempt.details = error.details() or ""
+                attempt.initial_metadata = error.initial_metadata() or ()
+                attempt.trailing_metadata = error.trailing_metadata() or ()
                 on_done(status_of(error), pushback_of(error))
             else:
                 attempt.details = f"{type(error).__name__}: {error}"
                 on_done(StatusCode.INTERNAL, None)
 
-        attempt.future = bridge.start(method(self.request, timeout=timeout, metadata=self.metadata or None), finished)
+        attempt.future = bridge.start(_with_metadata(call, attempt) if self.relay else call, finished)
         return attempt
+
+
+async def _with_metadata(call: Any, attempt: LiveAttempt) -> object:
+    response = await call
+    attempt.initial_metadata = await call.initial_metadata() or ()
+    attempt.trailing_metadata = await call.trailing_metadata() or ()
+    return response
 
 
 def status_of(error: grpc.aio.AioRpcError) -> StatusCode:
@@ -99,6 +110,8 @@ class LiveAttempt:
     def __init__(self) -> None:
         self.response: object = None
         self.details = ""
+        self.initial_metadata: Any = ()
+        self.trailing_metadata: Any = ()
         self.cancelled_with: StatusCode | None = None
         self.future: asyncio.Future[object] | None = None
 
@@ -141,11 +154,13 @@ class LiveTransport:
             await bridge.wait(channel.close())
 
     def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
-        invocation = call.payload
-        if not isinstance(invocation, Invocation):
-            raise TypeError(f"a live call carries an invocation (what to send and how), not {invocation!r}")
+        # Duck-typed: a runtime-checkable Protocol's isinstance costs more than the rest of the call.
+        start = getattr(call.payload, "start", None)
+        if start is None:
+            raise TypeError(f"a live call carries an invocation (what to send and how), not {call.payload!r}")
         timeout = None if deadline_at is None else max(0.0, deadline_at - trio.current_time())
-        return invocation.start(self.channels[endpoint], timeout, on_done)
+        attempt: AttemptHandle = start(self.channels[endpoint], timeout, on_done)
+        return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         stub = health_pb2_grpc.HealthStub(self.channels[endpoint])
