@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from meshsim.core.live_config import load_live_config
 from meshsim.core.scenario_loader import load_scenario
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start, stop
 
 BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
 
@@ -58,3 +60,20 @@ def test_the_readme_opens_with_the_two_commands() -> None:
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1] in ci
+
+
+@pytest.mark.slow
+def test_the_readme_client_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    try:
+        assert serve.stdout is not None
+        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        # The example names the ports `meshsim serve` uses by default; the test's replicas have the OS's.
+        code = example.replace("127.0.0.1:50051", replicas[0]).replace("127.0.0.1:50052", replicas[1])
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        stop(serve)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["0", "1", "2"]

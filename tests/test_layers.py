@@ -61,3 +61,17 @@ def test_importing_core_runtime_and_sim_loads_neither_grpc_nor_asyncio() -> None
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == ""
+
+
+def test_the_top_level_names_load_live_mode_only_when_asked() -> None:
+    code = (
+        "import sys, meshsim\n"
+        "assert 'grpc' not in sys.modules, 'import meshsim loaded grpc'\n"
+        "from meshsim import GrpcClient, RetryPolicy, RpcError\n"
+        "from meshsim.live import GrpcClient as Live\n"
+        "assert GrpcClient is Live and 'grpc' in sys.modules\n"
+        "print(RetryPolicy(max_attempts=3).max_attempts, RpcError.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "RpcError"]
