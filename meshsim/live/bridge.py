@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import outcome
 import trio
@@ -73,3 +73,82 @@ async def wait(work: Awaitable[T]) -> T:
         task.cancel()
         raise
     return task.result()
+
+
+def in_trio() -> bool:
+    """Whether this code runs in Trio's context (a task or a Trio callback), not asyncio's."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
+class Home(Protocol):
+    """Where a live call path runs: its clock, and how work comes back to it.
+
+    GrpcClient's call path runs on Trio (its callers are Trio tasks); the proxy's runs on
+    the host loop, where grpc.aio hands it the calls, so that a proxied call never
+    crosses between the loops.
+    """
+
+    def now(self) -> float: ...
+
+    def here(self) -> bool:
+        """Whether the current code runs where the call path does."""
+        ...
+
+    def later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` soon in the call path's context (never from inside the caller)."""
+        ...
+
+    def launch(self, work: Awaitable[T], on_done: Callable[[asyncio.Future[T]], None]) -> asyncio.Future[T]:
+        """Start asyncio work; `on_done(future)` runs in the call path's context."""
+        ...
+
+
+class TrioHome:
+    """The call path on Trio (its timers are a TimerQueue actor)."""
+
+    def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def here(self) -> bool:
+        return in_trio()
+
+    def later(self, fn: Callable[..., None], *args: Any) -> None:
+        self._token.run_sync_soon(fn, *args)
+
+    def launch(self, work: Awaitable[T], on_done: Callable[[asyncio.Future[T]], None]) -> asyncio.Future[T]:
+        return start(work, on_done)
+
+
+class HostHome:
+    """The call path on the host asyncio loop, on a clock that reads the same as Trio's; it is also
+    the call path's timers (runtime.timers.Timers)."""
+
+    def __init__(self) -> None:
+        self._loop = host_loop()
+        # Trio's clock and the loop's are both monotonic; one offset lines them up, so that
+        # events from either side of the thread share one time line.
+        self._offset = trio.current_time() - self._loop.time()
+
+    def now(self) -> float:
+        return self._loop.time() + self._offset
+
+    def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
+        return self._loop.call_at(when - self._offset, fn, *args)
+
+    def here(self) -> bool:
+        return not in_trio()
+
+    def later(self, fn: Callable[..., None], *args: Any) -> None:
+        self._loop.call_soon(fn, *args)
+
+    def launch(self, work: Awaitable[T], on_done: Callable[[asyncio.Future[T]], None]) -> asyncio.Future[T]:
+        task = asyncio.ensure_future(work, loop=self._loop)
+        task.add_done_callback(on_done)
+        return task

@@ -32,6 +32,7 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
+from meshsim.live.bridge import HostHome
 from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
 from meshsim.live.transport import LiveAttempt, UnaryInvocation, grpc_status, status_of
@@ -91,7 +92,7 @@ class Proxy:
         self._health = health.aio.HealthServicer()
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._host: HostHome | None = None
         self._upstreams: list[Upstream] = []
         self._by_service: dict[str, Upstream] = {}
         self._publishing: set[asyncio.Task[None]] = set()
@@ -120,6 +121,7 @@ class Proxy:
             discovery=cluster.discovery,
             certificates=certificates,
             channel_options=grpc_options(config, listener=False),
+            host=self._host,
         )
 
     @property
@@ -128,7 +130,8 @@ class Proxy:
 
     async def __aenter__(self) -> Proxy:
         config = self.config
-        self._token = trio.lowlevel.current_trio_token()
+        # The call path of proxied calls runs where grpc.aio hands them over: no call crosses loops.
+        self._host = HostHome()
         # Bind first: a port that cannot be had is an error before anything is started.
         self._server = server = grpc.aio.server(options=grpc_options(config, listener=True))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -212,7 +215,6 @@ class Proxy:
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
-        assert self._token is not None
         replay = RequestReplay(self.config.retry_buffer)
         invocation = StreamInvocation(method, replay, self._metadata(context))
         reading = asyncio.ensure_future(replay.fill(requests))
@@ -225,7 +227,7 @@ class Proxy:
             deadline=context.time_remaining(),
             payload=invocation,
         )
-        self._token.run_sync_soon(self._start, upstream, call, invocation, self._policies_for(method))
+        self._start(upstream, call, invocation, self._policies_for(method))
         attempt = None
         try:
             outcome = await invocation.outcome
@@ -262,7 +264,7 @@ class Proxy:
             if attempt is not None:
                 attempt.call.cancel()
                 attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
-            self._token.run_sync_soon(_cancel, invocation)
+            _cancel(invocation)
 
     def route(self, method: str) -> Upstream:
         service = method[1:].split("/", 1)[0]
@@ -270,7 +272,6 @@ class Proxy:
 
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
-        assert self._token is not None
         upstream = self.route(method)
         call = CallSpec(
             client=upstream.label,
@@ -281,11 +282,11 @@ class Proxy:
         )
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
         runs: list[CallRun] = []
-        self._token.run_sync_soon(self._start_unary, upstream, call, self._policies_for(method), ended, runs)
+        self._start_unary(upstream, call, self._policies_for(method), ended, runs)
         try:
             event = await ended
         except asyncio.CancelledError:
-            self._token.run_sync_soon(_cancel_run, runs)  # the caller went away
+            _cancel_run(runs)  # the caller went away
             raise
         attempt = runs[0].handle if runs else None
         if isinstance(attempt, LiveAttempt):

@@ -9,8 +9,8 @@ decides how the call ends. A call whose requests outgrow the buffer commits to t
 attempt it has, as gRPC's retry buffer limit does.
 
 These objects live on asyncio's side of the thread (grpc.aio reads the request
-iterator there); they are told things from Trio's side only through plain callbacks,
-and they tell the call path through the Trio token, never from inside a callback.
+iterator there); they tell the call path, wherever it runs (`bridge.Home`), through
+its own context, never from inside one of its callbacks.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 import attrs
 import grpc
-import trio
 
 from meshsim.core.events import RequestFinished
 from meshsim.core.live_config import RETRY_BUFFER_BYTES
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.bridge import Home
 from meshsim.live.transport import pushback_in, status_of
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.transport import OnDone
@@ -106,13 +106,13 @@ class Unanswered:
 class StreamAttempt:
     """One attempt of a streaming call: a grpc.aio stream-stream call and how it was reported."""
 
-    def __init__(self, call: Any, on_done: OnDone) -> None:
+    def __init__(self, call: Any, on_done: OnDone, home: Home) -> None:
         self.call = call
         self.details = ""
         self.trailing: tuple[tuple[str, Any], ...] = ()
         self.cancelled_with: StatusCode | None = None
         self._on_done = on_done
-        self._token = trio.lowlevel.current_trio_token()
+        self._home = home
         self.reported = False
         self.writing: asyncio.Task[None] | None = None  # held: asyncio keeps only weak references
 
@@ -121,10 +121,10 @@ class StreamAttempt:
         if self.reported:
             return
         self.reported = True
-        if _in_trio():
+        if self._home.here():
             self._on_done(status, pushback)  # now, so that the call has ended when its reader returns
         else:
-            self._token.run_sync_soon(self._on_done, status, pushback)
+            self._home.later(self._on_done, status, pushback)
 
     def cancel(self, status: StatusCode) -> None:
         if self.reported:
@@ -134,7 +134,7 @@ class StreamAttempt:
         self.details = "cancelled by meshsim" if status is StatusCode.CANCELLED else "deadline exceeded"
         self.call.cancel()
         # Later, never from inside: the call path cancels attempts while it walks them.
-        self._token.run_sync_soon(self._on_done, status, None)
+        self._home.later(self._on_done, status, None)
 
 
 def unanswered_details(event: RequestFinished) -> str:
@@ -144,14 +144,6 @@ def unanswered_details(event: RequestFinished) -> str:
     if event.attempts == 0:
         return "meshsim: refused (circuit open or too many calls)"
     return "meshsim: no replica available"
-
-
-def _in_trio() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 @attrs.define(eq=False)
@@ -173,17 +165,17 @@ class StreamInvocation:
         factory=lambda: bridge.host_loop().create_future()
     )
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> StreamAttempt:
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> StreamAttempt:
         call = channel.stream_stream(self.path, response_deserializer=self.deserializer)(
             timeout=timeout, metadata=self.metadata or None
         )
-        attempt = StreamAttempt(call, on_done)
+        attempt = StreamAttempt(call, on_done, home)
         writing = bridge.host_loop().create_task(_write_requests(call, self.requests.read(), self.serializer))
         # A call that ends (answered, failed, cancelled) stops its writer, which may be waiting for
         # requests the caller has not sent yet.
         call.add_done_callback(lambda _: writing.cancel())
         attempt.writing = writing
-        bridge.start(_first_answer(call), lambda answered: self._answered(attempt, answered))
+        home.launch(_first_answer(call), lambda answered: self._answered(attempt, answered))
         return attempt
 
     def started(self, run: CallRun) -> None:

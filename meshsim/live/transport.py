@@ -14,21 +14,22 @@ from typing import Any, Protocol
 
 import attrs
 import grpc
-import trio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
+from meshsim.live.bridge import Home
 from meshsim.runtime.transport import AttemptHandle, OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class Invocation(Protocol):
-    """The payload of a live call: starts one attempt of it on a replica's channel."""
+    """The payload of a live call: starts one attempt of it on a replica's channel; its end goes to
+    `on_done` in `home`'s context."""
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> AttemptHandle: ...
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> AttemptHandle: ...
 
 
 @attrs.frozen
@@ -43,7 +44,7 @@ class UnaryInvocation:
     # Keep the response's initial and trailing metadata on the attempt (a proxy passes them on).
     relay: bool = False
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone) -> LiveAttempt:
+    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> LiveAttempt:
         method = channel.unary_unary(
             self.path, request_serializer=self.serializer, response_deserializer=self.deserializer
         )
@@ -68,7 +69,7 @@ class UnaryInvocation:
                 attempt.details = f"{type(error).__name__}: {error}"
                 on_done(StatusCode.INTERNAL, None)
 
-        attempt.future = bridge.start(_with_metadata(call, attempt) if self.relay else call, finished)
+        attempt.future = home.launch(_with_metadata(call, attempt) if self.relay else call, finished)
         return attempt
 
 
@@ -128,9 +129,12 @@ class LiveTransport:
         self,
         channels: Mapping[str, grpc.aio.Channel],
         connect: Callable[[str], grpc.aio.Channel] | None = None,
+        home: Home | None = None,
     ) -> None:
+        """`home`: where the call path runs (Trio by default)."""
         self.channels = dict(channels)
         self._connect = connect
+        self.home: Home = home if home is not None else bridge.TrioHome()
         self._closing: set[asyncio.Future[None]] = set()
 
     def open(self, endpoint: str) -> None:
@@ -158,8 +162,9 @@ class LiveTransport:
         start = getattr(call.payload, "start", None)
         if start is None:
             raise TypeError(f"a live call carries an invocation (what to send and how), not {call.payload!r}")
-        timeout = None if deadline_at is None else max(0.0, deadline_at - trio.current_time())
-        attempt: AttemptHandle = start(self.channels[endpoint], timeout, on_done)
+        home = self.home
+        timeout = None if deadline_at is None else max(0.0, deadline_at - home.now())
+        attempt: AttemptHandle = start(self.channels[endpoint], timeout, on_done, home)
         return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:

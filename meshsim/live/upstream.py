@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import trio
 
 from meshsim.core.endpoint import Endpoint
 from meshsim.core.health import HealthConfig
@@ -18,6 +19,7 @@ from meshsim.core.live_config import Discovery
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
+from meshsim.live.bridge import HostHome
 from meshsim.live.discovery import resolver_for
 from meshsim.live.security import CertificateWatcher, ClientCertificates
 from meshsim.live.transport import LiveTransport
@@ -46,8 +48,10 @@ class Upstream:
         certificates: ClientCertificates | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
         seed: object = None,
+        host: HostHome | None = None,
     ) -> None:
-        """`seed` names the random streams (balancer, health jitter, retry backoff) of this upstream."""
+        """`seed` names the random streams (balancer, health jitter, retry backoff) of this upstream;
+        with `host` the call path runs on the host loop (a proxy's), else on Trio."""
         self.label = label
         self.service = service
         self.observer = observer
@@ -57,6 +61,7 @@ class Upstream:
         self.discovery = discovery
         self.certificates = certificates
         self._seed = seed if seed is not None else label
+        self._host = host
         options = tuple(channel_options)
 
         def connect(endpoint: str) -> grpc.aio.Channel:
@@ -64,7 +69,7 @@ class Upstream:
                 return grpc.aio.insecure_channel(endpoint, options=options)
             return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
 
-        self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect)
+        self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect, host)
         self.balancer = Balancer(
             f"balancer:{label}",
             label,
@@ -75,6 +80,7 @@ class Upstream:
             self._random("balancer"),
             observer,
             outlier,
+            now=host.now if host is not None else trio.current_time,
         )
         self.channel: MeshChannel | None = None
 
@@ -82,7 +88,8 @@ class Upstream:
         return random.Random(f"{self._seed}/{purpose}")
 
     async def start(self, supervisor: Supervisor, timers: TimerQueue) -> MeshChannel:
-        """Start the actors (resolving once first, when discovered) and return the call path."""
+        """Start the actors (resolving once first, when discovered) and return the call path, on
+        `timers` (or on the host loop's, with `host`)."""
         health = self.health
         service = health.service if health.service is not None else self.service
         balancer = self.balancer
@@ -121,7 +128,7 @@ class Upstream:
             balancer,
             self.transport,
             self.observer,
-            timers,
+            self._host if self._host is not None else timers,
             self.policies,
             self._random("channel"),
         )

@@ -71,6 +71,7 @@ class Balancer:
         rng: random.Random,
         observer: Observer,
         outlier: OutlierConfig | None = None,
+        now: Callable[[], float] = trio.current_time,
     ) -> None:
         self.name = name
         self.client = client
@@ -83,11 +84,13 @@ class Balancer:
         self._next_index = max((e.index for e in self.endpoints), default=-1) + 1
         self._rng = rng
         self._observer = observer
-        self.now: Callable[[], float] = trio.current_time
+        # Trio's clock, or a reading of it that also works outside Trio (a live proxy's call path
+        # runs on its host loop and reports outcomes from there).
+        self.now = now
         self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
         self.panic = False
         if config.policy == "peak_ewma":
-            start = trio.current_time()
+            start = now()
             for endpoint in self.endpoints:
                 endpoint.latency = PeakEwma(config.ewma, start)
         self.mailbox: Mailbox[BalancerMessage] = Mailbox()
@@ -151,7 +154,7 @@ class Balancer:
         if not added and not removed:
             return
         kept = {e.name: e for e in self.endpoints if e.name in unique}
-        start = trio.current_time()
+        start = self.now()
         for name in added:
             endpoint = Endpoint(name, index=self._next_index)
             self._next_index += 1

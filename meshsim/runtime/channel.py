@@ -40,7 +40,7 @@ from meshsim.core.retry import RetryBudget, RetryThrottle
 from meshsim.core.status import StatusCode
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.observer import Observer
-from meshsim.runtime.timers import Timer, TimerQueue
+from meshsim.runtime.timers import Cancellable, Timers
 from meshsim.runtime.transport import AttemptHandle, Transport
 
 Finished = Callable[[RequestFinished], None]
@@ -64,7 +64,7 @@ class MeshChannel:
         balancer: Balancer,
         transport: Transport,
         observer: Observer,
-        timers: TimerQueue,
+        timers: Timers,
         policies: CallPolicies | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -280,8 +280,8 @@ class CallRun:
         self.queued = False
         self.last_status = StatusCode.UNAVAILABLE
         self._on_finished = on_finished
-        self._deadline_timer: Timer | None = None
-        self._next_timer: Timer | None = None
+        self._deadline_timer: Cancellable | None = None
+        self._next_timer: Cancellable | None = None
         self._backoff_step = 0
         self._retry_reserved = False
         self._decider: Endpoint | None = None

@@ -29,6 +29,19 @@ class FastForward(Protocol):
     def jump_to(self, when: float) -> None: ...
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Timers(Protocol):
+    """What a call path needs of time: the clock, and callbacks at a time (TimerQueue on Trio; a live
+    proxy's call path uses its host loop's timers instead)."""
+
+    def now(self) -> float: ...
+
+    def call_at(self, when: float, fn: Callable[..., None], *args: Any) -> Cancellable: ...
+
+
 class Timer:
     __slots__ = ("args", "cancelled", "fn", "when")
 
