@@ -9,9 +9,12 @@ without its .proto. Metadata, the deadline (grpc-timeout), initial metadata, sta
 details and trailing metadata pass through. The proxy serves grpc.health.v1 itself:
 a service is SERVING while at least one replica behind it is healthy.
 
-grpc.aio calls the handler on asyncio's side of the thread; the call path (picker,
-timers, breakers) is Trio's, so the handler hands each call over through the Trio
-token and waits for its outcome on an asyncio future.
+Methods that reflection says are unary are forwarded as unary calls instead, which
+costs a fraction of a stream on both sides (`reflection.MethodShapes`).
+
+grpc.aio calls the handlers on asyncio's side of the thread, and the call path runs
+right there (`bridge.HostHome`): a proxied call never crosses between the loops.
+Health checks, discovery and the balancers' mailboxes are Trio actors.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.observer import Observer
-from meshsim.runtime.timers import TimerQueue
 from meshsim.tls.material import TlsFiles
 
 # Headers that belong to this hop's HTTP/2 stream, not to the call.
@@ -158,10 +160,8 @@ class Proxy:
         self._nursery_manager = trio.open_nursery()
         self._nursery = nursery = await self._nursery_manager.__aenter__()
         supervisor = Supervisor(nursery, self.observer)
-        timers = TimerQueue()
-        supervisor.start(timers)
         for upstream in self._upstreams:
-            await upstream.start(supervisor, timers)
+            await upstream.start(supervisor)
         self.observer.subscribe(HealthChanged, self._health_changed)
         self.observer.subscribe(MembershipChanged, self._health_changed)
         await self._learn_shapes()
@@ -264,7 +264,7 @@ class Proxy:
             if attempt is not None:
                 attempt.call.cancel()
                 attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
-            _cancel(invocation)
+            _cancel(invocation.run)
 
     def route(self, method: str) -> Upstream:
         service = method[1:].split("/", 1)[0]
@@ -286,7 +286,7 @@ class Proxy:
         try:
             event = await ended
         except asyncio.CancelledError:
-            _cancel_run(runs)  # the caller went away
+            _cancel(runs[0] if runs else None)  # the caller went away
             raise
         attempt = runs[0].handle if runs else None
         if isinstance(attempt, LiveAttempt):
@@ -298,7 +298,7 @@ class Proxy:
                 response: bytes = attempt.response  # type: ignore[assignment]
                 return response
         await context.abort(grpc_status(event.status), _details(event, attempt))
-        raise AssertionError("abort raises")
+        raise AssertionError("context.abort raises")  # for the type checker: abort never returns
 
     @staticmethod
     def _start_unary(
@@ -348,20 +348,14 @@ class Proxy:
         return policies
 
 
-def _cancel_run(runs: list[CallRun]) -> None:
-    if runs and not runs[0].done:
-        runs[0].finish(StatusCode.CANCELLED)
-
-
 def _details(event: RequestFinished, attempt: object) -> str:
     if isinstance(attempt, LiveAttempt) and attempt.details:
         return attempt.details
     return unanswered_details(event)
 
 
-def _cancel(invocation: StreamInvocation) -> None:
+def _cancel(run: CallRun | None) -> None:
     """The proxied call is over on the caller's side: a call still going ends CANCELLED."""
-    run = invocation.run
     if run is not None and not run.done:
         run.finish(StatusCode.CANCELLED)
 

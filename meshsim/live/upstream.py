@@ -29,7 +29,7 @@ from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.membership import Membership
 from meshsim.runtime.observer import Observer
-from meshsim.runtime.timers import TimerQueue
+from meshsim.runtime.timers import TimerQueue, Timers
 
 
 class Upstream:
@@ -87,9 +87,16 @@ class Upstream:
     def _random(self, purpose: str) -> random.Random:
         return random.Random(f"{self._seed}/{purpose}")
 
-    async def start(self, supervisor: Supervisor, timers: TimerQueue) -> MeshChannel:
+    async def start(self, supervisor: Supervisor, timers: TimerQueue | None = None) -> MeshChannel:
         """Start the actors (resolving once first, when discovered) and return the call path, on
-        `timers` (or on the host loop's, with `host`)."""
+        `timers` (a TimerQueue actor) or, with `host`, on the host loop's."""
+        call_timers: Timers
+        if self._host is not None:
+            call_timers = self._host
+        elif timers is not None:
+            call_timers = timers
+        else:
+            raise ValueError("a call path on Trio needs a TimerQueue")
         health = self.health
         service = health.service if health.service is not None else self.service
         balancer = self.balancer
@@ -128,7 +135,7 @@ class Upstream:
             balancer,
             self.transport,
             self.observer,
-            self._host if self._host is not None else timers,
+            call_timers,
             self.policies,
             self._random("channel"),
         )
