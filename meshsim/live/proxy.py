@@ -219,14 +219,8 @@ class Proxy:
         invocation = StreamInvocation(method, replay, self._metadata(context))
         reading = asyncio.ensure_future(replay.fill(requests))
         upstream = self.route(method)
-        call = CallSpec(
-            client=upstream.label,
-            service=upstream.service,
-            # The proxy cannot tell a method's shape from raw bytes: every call counts as bidi.
-            pattern=Pattern.BIDI,
-            deadline=context.time_remaining(),
-            payload=invocation,
-        )
+        # A method reflection did not call unary may have any shape: it counts as bidi.
+        call = _call(upstream, Pattern.BIDI, context, invocation)
         self._start(upstream, call, invocation, self._policies_for(method))
         attempt = None
         try:
@@ -273,13 +267,8 @@ class Proxy:
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         upstream = self.route(method)
-        call = CallSpec(
-            client=upstream.label,
-            service=upstream.service,
-            pattern=Pattern.UNARY,
-            deadline=context.time_remaining(),
-            payload=UnaryInvocation(method, request, metadata=self._metadata(context), relay=True),
-        )
+        invocation = UnaryInvocation(method, request, metadata=self._metadata(context), relay=True)
+        call = _call(upstream, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
         runs: list[CallRun] = []
         self._start_unary(upstream, call, self._policies_for(method), ended, runs)
@@ -346,6 +335,17 @@ class Proxy:
                 self._policies.clear()
             self._policies[method] = policies
         return policies
+
+
+def _call(upstream: Upstream, pattern: Pattern, context: grpc.aio.ServicerContext, payload: object) -> CallSpec:
+    """A proxied call as the call path sees it: the caller's deadline travels with it."""
+    return CallSpec(
+        client=upstream.label,
+        service=upstream.service,
+        pattern=pattern,
+        deadline=context.time_remaining(),
+        payload=payload,
+    )
 
 
 def _details(event: RequestFinished, attempt: object) -> str:
