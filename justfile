@@ -53,3 +53,11 @@ serve *args:
 # Check every shipped scenario file
 validate:
     .venv/bin/meshsim validate scenarios/*.toml
+
+# Run the proxy in front of replicas (e.g. `just live mesh.toml`, or a YAML config)
+live config *args:
+    .venv/bin/meshsim live {{config}} {{args}}
+
+# Make a CA with server and client certificates for mTLS (e.g. `just certs certs`)
+certs dir="certs" *args:
+    .venv/bin/meshsim certs init {{dir}} {{args}}
