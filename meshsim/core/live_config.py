@@ -22,7 +22,6 @@ docs/live.md. Either way an unknown key is an error naming it, never ignored.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ from meshsim.core.scenario_loader import (
     read_outlier,
     read_policies,
     read_retry,
+    read_text,
+    toml_table,
 )
 
 DEMO_SERVICE = "mesh.v1.MeshService"
@@ -153,19 +154,10 @@ class ProxyConfig:
 
 def load_live_config(path: str | Path) -> ProxyConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(f"{path}: cannot read: {error}") from None
+    text = read_text(path)
     if path.suffix in (".yaml", ".yml"):
         return _from_yaml(path, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(f"{path}: not valid TOML: {error}") from None
-    return _from_toml(Table(path, data))
+    return _from_toml(toml_table(path, text))
 
 
 # --- TOML ----------------------------------------------------------------------------

@@ -239,17 +239,25 @@ class Table:
 def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
     path = Path(path)
+    return _build(toml_table(path, read_text(path)))
+
+
+def read_text(path: Path) -> str:
+    """A config file's text; a file that cannot be read is a ScenarioError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ScenarioError(f"{path}: cannot read: {error}") from None
+
+
+def toml_table(path: Path, text: str) -> Table:
+    """The top-level table of a TOML file; text that is not TOML is a ScenarioError naming the file."""
     try:
-        data = tomllib.loads(text)
+        return Table(path, tomllib.loads(text))
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
-    return _build(Table(path, data))
 
 
 def _build(top: Table) -> Scenario:
