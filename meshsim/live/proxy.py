@@ -172,7 +172,7 @@ class Proxy:
     async def _learn_shapes(self) -> None:
         """Ask each service's replicas which of its methods are unary before the first call (a service
         whose replicas do not answer in time is learnt from its first call)."""
-        learning = [self.shapes.ask(u.service, u.any_channel()) for u in self._upstreams]
+        learning = [self.shapes.ask(u.service, u.any_channel) for u in self._upstreams]
         with trio.move_on_after(2.0):
             for task in learning:
                 if task is not None:
@@ -385,5 +385,5 @@ class _ForwardEverything(grpc.GenericRpcHandler):
         if proxy.shapes.is_unary(method):
             return grpc.unary_unary_rpc_method_handler(unary)
         service = method[1:].split("/", 1)[0]
-        proxy.shapes.ask(service, proxy.route(method).any_channel())
+        proxy.shapes.ask(service, proxy.route(method).any_channel)
         return grpc.stream_stream_rpc_method_handler(handle)

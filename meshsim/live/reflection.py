@@ -126,9 +126,13 @@ class MethodShapes:
     def is_unary(self, method: str) -> bool:
         return method in self._unary
 
-    def ask(self, service: str, channel: grpc.aio.Channel | None) -> asyncio.Task[None] | None:
-        """Learn `service`'s methods in the background (once per service; asyncio's side of the thread)."""
-        if service in self._asked or channel is None:
+    def ask(self, service: str, channel_to: Callable[[], grpc.aio.Channel | None]) -> asyncio.Task[None] | None:
+        """Learn `service`'s methods in the background, from a replica `channel_to()` reaches (once per
+        service, so a call that finds the service asked costs a set lookup; asyncio's side of the thread)."""
+        if service in self._asked:
+            return None
+        channel = channel_to()
+        if channel is None:
             return None
         self._asked.add(service)
         task = asyncio.get_running_loop().create_task(self._learn(service, channel))
