@@ -3,6 +3,7 @@ through the proxy (plain grpc.aio stubs as clients) and through GrpcClient."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from meshsim.live import bridge
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME
+from meshsim.live.streams import RequestReplay
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.messages import chat, metrics
@@ -329,3 +331,35 @@ def test_a_replica_killed_mid_run_loses_no_call() -> None:
     assert all(code == grpc.StatusCode.OK for _, code in outcomes), outcomes
     after = [c for c in seen.calls if c.started > killed_at[0] + 0.1 and c.status is not StatusCode.CANCELLED]
     assert after and all(c.status is StatusCode.OK for c in after)
+
+
+def test_the_retry_buffer_stays_bounded_once_the_call_commits() -> None:
+    """A client stream bigger than the buffer: the call commits, and from then on the proxy holds at
+    most the limit (and a message), the caller waiting for a slow replica to read."""
+
+    async def main() -> tuple[int, int, int]:
+        replay = RequestReplay(limit=1000)
+        commits: list[int] = []
+
+        def overflowed() -> None:
+            commits.append(1)
+            replay.commit()
+
+        replay.on_overflow = overflowed
+
+        async def caller() -> AsyncIterator[bytes]:
+            for _ in range(200):
+                yield b"x" * 100
+
+        filling = asyncio.ensure_future(replay.fill(caller()))
+        read, most = 0, 0
+        async for _ in replay.read():
+            read += 1
+            most = max(most, replay.held_bytes)
+            await asyncio.sleep(0)  # a replica slower than its caller
+        await filling
+        return read, most, len(commits)
+
+    read, most, commits = asyncio.run(main())
+    assert (read, commits) == (200, 1)
+    assert most <= 1000 + 100

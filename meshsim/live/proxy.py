@@ -48,8 +48,8 @@ from meshsim.tls.material import TlsFiles
 
 # Headers that belong to this hop's HTTP/2 stream, not to the call.
 _HOP_HEADERS = frozenset({"grpc-timeout", "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding"})
-# Per-method policies are worked out once per method name; a client sending endless
-# made-up names must not grow the cache without bound.
+# Per-method policies and handlers are worked out once per method name; a client sending
+# endless made-up names must not grow the caches without bound.
 _POLICY_CACHE_SIZE = 1024
 
 
@@ -270,14 +270,19 @@ class Proxy:
         invocation = UnaryInvocation(method, request, metadata=self._metadata(context), relay=True)
         call = _call(upstream, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
-        runs: list[CallRun] = []
-        self._start_unary(upstream, call, self._policies_for(method), ended, runs)
+
+        def finished(event: RequestFinished) -> None:
+            if not ended.done():
+                ended.set_result(event)
+
+        assert upstream.channel is not None
+        run = upstream.channel.start(call, finished, self._policies_for(method))
         try:
             event = await ended
         except asyncio.CancelledError:
-            _cancel(runs[0] if runs else None)  # the caller went away
+            _cancel(run)  # the caller went away
             raise
-        attempt = runs[0].handle if runs else None
+        attempt = run.handle
         if isinstance(attempt, LiveAttempt):
             if attempt.initial_metadata:
                 await context.send_initial_metadata(attempt.initial_metadata)
@@ -288,21 +293,6 @@ class Proxy:
                 return response
         await context.abort(grpc_status(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
-
-    @staticmethod
-    def _start_unary(
-        upstream: Upstream,
-        call: CallSpec,
-        policies: CallPolicies,
-        ended: asyncio.Future[RequestFinished],
-        runs: list[CallRun],
-    ) -> None:
-        def finished(event: RequestFinished) -> None:
-            if not ended.done():
-                ended.set_result(event)
-
-        assert upstream.channel is not None
-        runs.append(upstream.channel.start(call, finished, policies))
 
     @staticmethod
     def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
@@ -363,9 +353,17 @@ def _cancel(run: CallRun | None) -> None:
 class _ForwardEverything(grpc.GenericRpcHandler):
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = proxy
+        # grpc asks for a handler on every call: the settled ones (unary, reflection) are kept.
+        self._settled: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = details.method
+        handler = self._settled.get(method)
+        if handler is None:
+            handler = self._handler(method)
+        return handler
+
+    def _handler(self, method: str) -> grpc.RpcMethodHandler:
         proxy = self._proxy
 
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
@@ -381,9 +379,16 @@ class _ForwardEverything(grpc.GenericRpcHandler):
             return await proxy.forward_unary(method, request, context)
 
         if method in reflection.METHODS and proxy.reflection is not None:
-            return grpc.stream_stream_rpc_method_handler(reflect)
+            return self._settle(method, grpc.stream_stream_rpc_method_handler(reflect))
         if proxy.shapes.is_unary(method):
-            return grpc.unary_unary_rpc_method_handler(unary)
+            return self._settle(method, grpc.unary_unary_rpc_method_handler(unary))
+        # Not known to be unary (yet): a stream carries any shape, and the next call may know better.
         service = method[1:].split("/", 1)[0]
         proxy.shapes.ask(service, proxy.route(method).any_channel)
         return grpc.stream_stream_rpc_method_handler(handle)
+
+    def _settle(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if len(self._settled) >= _POLICY_CACHE_SIZE:
+            self._settled.clear()
+        self._settled[method] = handler
+        return handler

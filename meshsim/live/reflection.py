@@ -142,7 +142,10 @@ class MethodShapes:
 
     async def _learn(self, service: str, channel: grpc.aio.Channel) -> None:
         answer = await ask(channel, V1ALPHA, reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
-        if answer is None or not answer.HasField("file_descriptor_response"):
+        if answer is None:
+            self._asked.discard(service)  # no replica answered (not up yet?): a later call asks again
+            return
+        if not answer.HasField("file_descriptor_response"):
             return
         for raw in answer.file_descriptor_response.file_descriptor_proto:
             described = descriptor_pb2.FileDescriptorProto.FromString(raw)

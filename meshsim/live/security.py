@@ -48,17 +48,19 @@ class _CertificateFiles:
         self.files = files
         self._load = load
         self._stamp = _stamp(files)
+        self._refused: Stamp | None = None
         self.material = load(files)
         self.loads = 1
 
     def reload(self) -> bool:
         """Load the files again if they changed and now agree with each other; True when there is new material."""
         stamp = _stamp(self.files)
-        if stamp == self._stamp:
-            return False
+        if stamp in (self._stamp, self._refused):
+            return False  # unchanged, or the same files that were refused (checked once, logged once)
         try:
             material = self._load(self.files)
         except TlsError as error:
+            self._refused = stamp
             _log.warning("keeping the certificates in use: %s", error)
             return False
         self._stamp = stamp

@@ -16,6 +16,7 @@ its own context, never from inside one of its callbacks.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -31,34 +32,44 @@ from meshsim.live.transport import pushback_in, status_of
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.transport import OnDone
 
+_log = logging.getLogger(__name__)
+
 # How long a call whose write failed may take to report the server's status before it is cancelled.
 _STATUS_GRACE = 5.0
 
 
 class RequestReplay:
-    """A call's requests, read by each attempt from the start; what is kept is bounded by `limit` bytes
-    until the call commits, after which the one remaining reader's messages are dropped once read."""
+    """A call's requests, read by each attempt from the start.
+
+    Until the call commits, what is kept is bounded by `limit` bytes (going over it
+    commits the call); after, the one remaining reader's messages are dropped once read,
+    and `fill` waits while `limit` bytes are unread, so that a slow replica slows the
+    caller instead of growing the proxy's memory.
+    """
 
     def __init__(self, limit: int = RETRY_BUFFER_BYTES, size: Callable[[Any], int] = len) -> None:
         self.limit = limit
         self._size_of = size
         self._messages: list[Any] = []
+        self._sizes: list[int] = []
         self._base = 0  # the position of _messages[0] in the call's request stream
-        self._bytes = 0
+        self._bytes = 0  # held in _messages
         self._changed = asyncio.Event()
+        self._drained = asyncio.Event()
         self.ended = False
         self.overflowed = False
         self.committed = False
         self.on_overflow: Callable[[], None] | None = None
 
     def append(self, message: Any) -> None:
+        size = self._size_of(message)
         self._messages.append(message)
-        if not self.committed:
-            self._bytes += self._size_of(message)
-            if self._bytes > self.limit and not self.overflowed:
-                self.overflowed = True
-                if self.on_overflow is not None:
-                    self.on_overflow()
+        self._sizes.append(size)
+        self._bytes += size
+        if self._bytes > self.limit and not self.overflowed and not self.committed:
+            self.overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
         self._wake()
 
     def end(self) -> None:
@@ -69,6 +80,10 @@ class RequestReplay:
     def commit(self) -> None:
         self.committed = True
 
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -77,11 +92,16 @@ class RequestReplay:
         position = self._base
         while True:
             while position - self._base < len(self._messages):
+                if position < self._base:
+                    return  # left behind by a commit to another attempt, which cancels this one
                 message = self._messages[position - self._base]
                 position += 1
                 if self.committed:
-                    del self._messages[: position - self._base]
+                    drop = position - self._base
+                    self._bytes -= sum(self._sizes[:drop])
+                    del self._messages[:drop], self._sizes[:drop]
                     self._base = position
+                    self._drained.set()
                 yield message
             if self.ended:
                 return
@@ -91,6 +111,9 @@ class RequestReplay:
         """Copy a request stream in (an asyncio task: grpc.aio's server iterators are read there)."""
         async for message in requests:
             self.append(message)
+            while self.committed and self._bytes > self.limit:
+                self._drained = asyncio.Event()
+                await self._drained.wait()
         self.end()
 
 
@@ -131,8 +154,10 @@ class StreamAttempt:
             return
         self.reported = True
         self.cancelled_with = status
-        self.details = "cancelled by meshsim" if status is StatusCode.CANCELLED else "deadline exceeded"
+        self.details = "deadline exceeded" if status is StatusCode.DEADLINE_EXCEEDED else f"{status.name} by meshsim"
         self.call.cancel()
+        if self.writing is not None:
+            self.writing.cancel()
         # Later, never from inside: the call path cancels attempts while it walks them.
         self._home.later(self._on_done, status, None)
 
@@ -181,9 +206,15 @@ class StreamInvocation:
     def started(self, run: CallRun) -> None:
         """The call path has the call: from here an overflowing buffer commits it."""
         self.run = run
-        self.requests.on_overflow = run.commit
+        self.requests.on_overflow = self._overflowed
         if self.requests.overflowed:
-            run.commit()
+            self._overflowed()
+
+    def _overflowed(self) -> None:
+        # The requests outgrew what may be kept for another attempt: the call stays with the one it has.
+        assert self.run is not None
+        self.run.commit()
+        self.requests.commit()
 
     def ended(self, event: RequestFinished) -> None:
         """The call ended (in Trio's context); if no attempt committed, its end is the answer."""
@@ -230,6 +261,8 @@ async def _write_requests(call: Any, requests: AsyncIterator[Any], serializer: C
             await operations.send_serialized_message(message if serializer is None else serializer(message))
         if not call.done():
             await operations.send_receive_close()
+    except asyncio.CancelledError:
+        raise
     except (grpc.aio.AioRpcError, grpc.aio.InternalError):
         # The call ended (or is ending) with the server's status; if Core never delivers one
         # (it can refuse a write outright), the call must not hang on it.
@@ -237,6 +270,11 @@ async def _write_requests(call: Any, requests: AsyncIterator[Any], serializer: C
             await asyncio.wait_for(asyncio.shield(call.code()), _STATUS_GRACE)
         except TimeoutError:
             call.cancel()
+    except Exception:
+        # A request that cannot be sent (a serializer refusing it): end the call rather than leave it
+        # waiting for requests that will never come.
+        _log.exception("cannot send a request of %s", call)
+        call.cancel()
 
 
 async def _first_answer(call: Any) -> tuple[StatusCode, str, Any] | None:

@@ -9,6 +9,7 @@ only ever sees meshsim's StatusCode and HealthStatus.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -20,7 +21,7 @@ from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
-from meshsim.runtime.transport import AttemptHandle, OnDone, WatchUnsupported
+from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -135,7 +136,7 @@ class LiveTransport:
         self.channels = dict(channels)
         self._connect = connect
         self.home: Home = home if home is not None else bridge.TrioHome()
-        self._closing: set[asyncio.Future[None]] = set()
+        self._retired: list[grpc.aio.Channel] = []
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
@@ -149,8 +150,12 @@ class LiveTransport:
         assert self._connect is not None
         for endpoint, old in list(self.channels.items()):
             self.channels[endpoint] = self._connect(endpoint)
-            closing = bridge.start(old.close(drain), self._closing.discard)
-            self._closing.add(closing)
+            self._retired.append(old)
+            bridge.start(old.close(drain), functools.partial(self._forget, old))
+
+    def _forget(self, old: grpc.aio.Channel, _: object) -> None:
+        if old in self._retired:
+            self._retired.remove(old)
 
     async def close_endpoint(self, endpoint: str) -> None:
         channel = self.channels.pop(endpoint, None)
@@ -164,7 +169,10 @@ class LiveTransport:
             raise TypeError(f"a live call carries an invocation (what to send and how), not {call.payload!r}")
         home = self.home
         timeout = None if deadline_at is None else max(0.0, deadline_at - home.now())
-        attempt: AttemptHandle = start(self.channels[endpoint], timeout, on_done, home)
+        channel = self.channels.get(endpoint)
+        if channel is None:
+            raise EndpointGone(endpoint)
+        attempt: AttemptHandle = start(channel, timeout, on_done, home)
         return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
@@ -202,10 +210,10 @@ class LiveTransport:
             channel = current
 
     async def close(self) -> None:
-        for channel in self.channels.values():
+        """Close every channel now, the ones still draining after a reconnect too."""
+        for channel in [*self.channels.values(), *self._retired]:
             await bridge.wait(channel.close())
-        for closing in list(self._closing):
-            closing.cancel()
+        self._retired.clear()
 
 
 def _serving_status(status: int) -> HealthStatus:

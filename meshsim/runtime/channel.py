@@ -41,7 +41,7 @@ from meshsim.core.status import StatusCode
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import Cancellable, Timers
-from meshsim.runtime.transport import AttemptHandle, Transport
+from meshsim.runtime.transport import AttemptHandle, EndpointGone, Transport
 
 Finished = Callable[[RequestFinished], None]
 
@@ -81,9 +81,9 @@ class MeshChannel:
         self.throttle = None if policies.throttle is None else RetryThrottle(policies.throttle)
         self.budget = None if policies.budget is None else RetryBudget(policies.budget)
         self.service_breaker = None if policies.service_breaker is None else CircuitBreaker(policies.service_breaker)
+        # One breaker per replica, made when the replica is first called (discovery adds replicas later).
+        self._replica_breaker = policies.replica_breaker
         self._replica_breakers: dict[str, CircuitBreaker] = {}
-        if policies.replica_breaker is not None:
-            self._replica_breakers = {e.name: CircuitBreaker(policies.replica_breaker) for e in balancer.endpoints}
         # Which policy each call pattern runs under, decided once rather than per call.
         self.policy_by_pattern = {p: policies.for_pattern(p) for p in Pattern}
         self.active_calls = 0
@@ -196,11 +196,12 @@ class MeshChannel:
         return endpoint
 
     def replica_breaker_allows(self, endpoint: Endpoint, now: float) -> bool:
-        if not self._replica_breakers:
+        config = self._replica_breaker
+        if config is None:
             return True
         breaker = self._replica_breakers.get(endpoint.name)
         if breaker is None:
-            return True
+            breaker = self._replica_breakers[endpoint.name] = CircuitBreaker(config)
         allowed, moved = breaker.try_acquire(now)
         self._breaker_moved("replica", endpoint.name, moved, now)
         return allowed
@@ -215,7 +216,7 @@ class MeshChannel:
         )
         if endpoint is None:
             return
-        if self._replica_breakers and status is not StatusCode.CANCELLED:
+        if self._replica_breaker is not None and status is not StatusCode.CANCELLED:
             breaker = self._replica_breakers.get(endpoint.name)
             if breaker is not None:
                 self._breaker_moved("replica", endpoint.name, breaker.record(now, status, now - started), now)
@@ -244,6 +245,7 @@ class CallRun:
 
     __slots__ = (
         "_backoff_step",
+        "_commit_first",
         "_committed",
         "_deadline_timer",
         "_decider",
@@ -286,6 +288,7 @@ class CallRun:
         self._retry_reserved = False
         self._decider: Endpoint | None = None
         self._committed: AttemptHandle | None = None
+        self._commit_first = False
         self.handle: AttemptHandle | None = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -348,6 +351,9 @@ class CallRun:
         if self.done or self._committed is not None:
             return
         if handle is None:
+            if not self.admitted:
+                self._commit_first = True  # still waiting for a slot: its first attempt is the one
+                return
             if not self.active:
                 self.finish(self.last_status)
                 return
@@ -403,7 +409,17 @@ class CallRun:
                 self.handle = attempt.handle  # the latest attempt to end is the one that decides
             self._after(endpoint, kind, status, pushback, ended)
 
-        attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)
+        try:
+            attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)
+        except EndpointGone:
+            endpoint.in_flight -= 1
+            self.active.remove(attempt)
+            channel.attempt_ended(endpoint, kind, StatusCode.UNAVAILABLE, now, now)
+            self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
+            return
+        if self._commit_first:
+            self._commit_first = False
+            self._committed = attempt.handle
 
     def _after(
         self, endpoint: Endpoint | None, kind: AttemptKind, status: StatusCode, pushback: int | None, now: float
@@ -487,7 +503,7 @@ class CallRun:
 
     def _schedule_hedge(self) -> None:
         hedging = self.hedging
-        if hedging is None or self.done or self.attempts >= hedging.attempts:
+        if hedging is None or self.done or self.attempts >= hedging.attempts or self._committed is not None:
             return
         self._next_timer = self.channel.timers.call_at(self.channel.timers.now() + hedging.hedging_delay, self._hedge)
 

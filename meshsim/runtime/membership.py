@@ -80,6 +80,9 @@ class Membership:
             return
         for name in found:
             self._connections.open(name)
+        for endpoint in self._balancer.endpoints:
+            if endpoint.name not in found:
+                self._draining[endpoint.name] = endpoint  # a configured endpoint discovery does not know
         self._balancer.handle(EndpointsResolved(found))
         self._primed = True
 
@@ -140,8 +143,11 @@ class Membership:
             await checker.run()
 
     async def _close_drained(self) -> None:
+        balancer = self._balancer
         for name, endpoint in list(self._draining.items()):
-            if endpoint.in_flight == 0:
+            # Only once the balancer has taken the new list (its mailbox may still hold it) can no
+            # new call pick the endpoint; then the calls on it are all there will be.
+            if endpoint.in_flight == 0 and balancer.endpoint(name) is None:
                 del self._draining[name]
                 await self._connections.close_endpoint(name)
 

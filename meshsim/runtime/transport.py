@@ -37,6 +37,11 @@ class Transport(Protocol):
         ...
 
 
+class EndpointGone(Exception):
+    """The transport no longer reaches this endpoint (discovery removed it): the attempt fails
+    UNAVAILABLE, as a call on a channel that has been shut down does."""
+
+
 class WatchUnsupported(Exception):
     """The endpoint does not implement grpc.health.v1 Watch: poll with Check instead."""
 
