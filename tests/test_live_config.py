@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -300,15 +301,21 @@ def test_the_live_command_runs_a_yaml_config(tmp_path: Path) -> None:
             "  max_attempts: 3\n"
             "  initial_backoff: 0.01\n"
             "proxy:\n"
+            "  listen: 127.0.0.1:0\n"
+            "metrics:\n"
             "  listen: 127.0.0.1:0\n",
         )
         live = start("live", str(config))
         assert live.stdout is not None
         address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
+        metrics = live.stdout.readline().removeprefix("metrics on ").strip()
         with grpc.insecure_channel(address) as channel:
             stub = mesh_pb2_grpc.MeshServiceStub(channel)
             answered = {stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5).replica for n in range(6)}
         assert answered <= set(replicas) and answered
+        with urllib.request.urlopen(metrics, timeout=5) as response:
+            scraped = response.read().decode()
+        assert 'grpc_requests_total{client="proxy",code="OK",method="/mesh.v1.MeshService/Process"' in scraped
     finally:
         for process in (live, serve):
             if process is not None:

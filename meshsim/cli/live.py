@@ -36,7 +36,10 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with Proxy(config) as proxy:
                 for cluster in config.clusters:
-                    click.echo(f"proxying {cluster.service} on {proxy.address} to {', '.join(cluster.endpoints)}")
+                    where = ", ".join(cluster.endpoints) or (cluster.discovery.source if cluster.discovery else "")
+                    click.echo(f"proxying {cluster.service} on {proxy.address} to {where}")
+                if proxy.metrics_address:
+                    click.echo(f"metrics on http://{proxy.metrics_address}/metrics")
                 async for _ in signals:
                     break
 

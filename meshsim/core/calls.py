@@ -32,5 +32,7 @@ class CallSpec:
     key: str | None = None
     deadline: float | None = None
     messages: int = 1
+    # The gRPC method ("/package.Service/Method"), where the caller knows it (live mode).
+    method: str = ""
     # What a live transport sends (the simulator ignores it): opaque to the mesh logic.
     payload: object = attrs.field(default=None, eq=False, repr=False)

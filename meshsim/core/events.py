@@ -57,6 +57,7 @@ class RequestFinished:
     finished: float
     key: str | None = None
     attempts: int = 1
+    method: str = ""
 
 
 @attrs.frozen

@@ -144,6 +144,8 @@ class ProxyConfig:
     # How long calls in flight may take to finish when the proxy stops.
     shutdown_grace: float = 5.0
     mtls: MtlsConfig | None = None
+    # Where Prometheus scrapes /metrics ("host:port"), or nowhere.
+    metrics_listen: str | None = None
     name: str = "proxy"
 
     @classmethod
@@ -224,6 +226,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         shutdown_grace=proxy.duration("shutdown_grace", 5.0),
         keepalive=keepalive,
         mtls=mtls,
+        metrics_listen=optional_table(top, "metrics", _metrics),
     )
     proxy.done()
     top.done()
@@ -313,6 +316,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         idle_timeout = pool.duration("idle_timeout", None, positive=True)
         pool.done()
     mtls = optional_table(top, "mtls", _mtls)
+    metrics_listen = optional_table(top, "metrics", _metrics)
     for index, cluster in enumerate(clusters):
         if cluster.tls and mtls is None:
             top.fail(
@@ -327,10 +331,16 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         policies=policies,
         idle_timeout=idle_timeout,
         mtls=mtls,
+        metrics_listen=metrics_listen,
     )
 
 
 # --- shared ----------------------------------------------------------------------------
+
+
+def _metrics(table: Table) -> str:
+    """`[metrics] listen = "host:port"` (the seed's port, 9090, by default)."""
+    return _address(table, "listen", "127.0.0.1:9090")
 
 
 def _mtls(table: Table) -> MtlsConfig | None:

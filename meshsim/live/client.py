@@ -39,7 +39,7 @@ from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation,
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
 from meshsim.live.upstream import Upstream
 from meshsim.pb.v1 import mesh_pb2
-from meshsim.runtime.actor import Supervisor
+from meshsim.runtime.actor import Background, Supervisor
 from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
@@ -99,8 +99,7 @@ class GrpcClient:
         self._rng = random.Random(seed)
         # Checked now, so that a bad file is an error here and not a failed handshake later.
         self.certificates = None if tls is None else ClientCertificates(tls)
-        self._nursery_manager: Any = None
-        self._nursery: trio.Nursery | None = None
+        self._background = Background()
         self._transport: LiveTransport | None = None
         self._upstream: Upstream | None = None
         self._channel: MeshChannel | None = None
@@ -123,22 +122,27 @@ class GrpcClient:
             seed=self._rng.random(),
         )
         self._transport = upstream.transport
-        self._nursery_manager = trio.open_nursery()
-        self._nursery = nursery = await self._nursery_manager.__aenter__()
-        supervisor = Supervisor(nursery, self.observer)
-        timers = TimerQueue()
-        supervisor.start(timers)
-        self._channel = await upstream.start(supervisor, timers)
+        nursery = await self._background.open()
+        try:
+            supervisor = Supervisor(nursery, self.observer)
+            timers = TimerQueue()
+            supervisor.start(timers)
+            self._channel = await upstream.start(supervisor, timers)
+        except BaseException:
+            # The nursery closes outside any scope opened after it (trio requires it).
+            await self._background.close()
+            with trio.CancelScope(shield=True):
+                await upstream.transport.close()
+            raise
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> bool | None:
-        assert self._nursery is not None and self._transport is not None and self._channel is not None
+        assert self._transport is not None and self._channel is not None
         self._channel.abort(StatusCode.CANCELLED)
-        self._nursery.cancel_scope.cancel()
         try:
-            return bool(await self._nursery_manager.__aexit__(kind, error, traceback))
+            return await self._background.close(kind, error, traceback)
         finally:
             with trio.CancelScope(shield=True):
                 await self._transport.close()
@@ -146,9 +150,9 @@ class GrpcClient:
     @property
     def background(self) -> trio.Nursery:
         """Where the client's own tasks run (copying a caller's request stream)."""
-        if self._nursery is None:
+        if self._background.nursery is None:
             raise RuntimeError("use GrpcClient in `async with`")
-        return self._nursery
+        return self._background.nursery
 
     @property
     def channel(self) -> MeshChannel:
@@ -184,6 +188,7 @@ class GrpcClient:
             pattern=Pattern.UNARY,
             key=key,
             deadline=timeout,
+            method=path,
             payload=invocation,
         )
         event, run = await self.channel.call(call, policies)
@@ -258,7 +263,12 @@ class _MeshStream:
             deserializer=None if types is None else types[1].FromString,
         )
         self.call = CallSpec(
-            client=client.name, service=client.service_name, pattern=pattern, deadline=timeout, payload=self.invocation
+            client=client.name,
+            service=client.service_name,
+            pattern=pattern,
+            deadline=timeout,
+            method=self.invocation.path,
+            payload=self.invocation,
         )
         self.request_error: BaseException | None = None
 

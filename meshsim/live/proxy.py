@@ -36,11 +36,12 @@ from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
 from meshsim.live.bridge import HostHome
+from meshsim.live.metrics import MeshMetrics
 from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
 from meshsim.live.transport import LiveAttempt, UnaryInvocation, grpc_status, status_of
 from meshsim.live.upstream import Upstream
-from meshsim.runtime.actor import Supervisor
+from meshsim.runtime.actor import Background, Supervisor
 from meshsim.runtime.balancer import Balancer
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.observer import Observer
@@ -92,8 +93,7 @@ class Proxy:
         self.address = ""
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
-        self._nursery_manager: Any = None
-        self._nursery: trio.Nursery | None = None
+        self._background = Background()
         self._host: HostHome | None = None
         self._upstreams: list[Upstream] = []
         self._by_service: dict[str, Upstream] = {}
@@ -102,6 +102,8 @@ class Proxy:
         self.certificates: ServerCertificates | None = None
         self.reflection: reflection.MergedReflection | None = None
         self.shapes = reflection.MethodShapes()
+        self.metrics: MeshMetrics | None = None
+        self.metrics_address = ""
 
     def _upstream(self, cluster: Cluster) -> Upstream:
         config = self.config
@@ -138,7 +140,6 @@ class Proxy:
         self._server = server = grpc.aio.server(options=grpc_options(config, listener=True))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         server.add_generic_rpc_handlers((_ForwardEverything(self),))
-        self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         try:
             if config.mtls is None:
                 port = server.add_insecure_port(config.listen)
@@ -152,22 +153,45 @@ class Proxy:
             raise ValueError(f"the proxy cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
+        self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         self._by_service = {u.service: u for u in self._upstreams}
         if len(self._upstreams) > 1:
             self.reflection = reflection.MergedReflection(
                 [reflection.Backend(u.service, u.any_channel) for u in self._upstreams]
             )
-        self._nursery_manager = trio.open_nursery()
-        self._nursery = nursery = await self._nursery_manager.__aenter__()
+        nursery = await self._background.open()
+        try:
+            await self._run_inside(nursery, server)
+        except BaseException:
+            # The nursery closes outside any scope opened after it (trio requires it).
+            await self._background.close()
+            with trio.CancelScope(shield=True):
+                await bridge.wait(server.stop(0))
+                for upstream in self._upstreams:
+                    await upstream.transport.close()
+            raise
+        return self
+
+    async def _run_inside(self, nursery: trio.Nursery, server: grpc.aio.Server) -> None:
+        """Everything that runs in the proxy's nursery, then the listener."""
+        config = self.config
         supervisor = Supervisor(nursery, self.observer)
         for upstream in self._upstreams:
             await upstream.start(supervisor)
+        if config.metrics_listen is not None:
+            self.metrics = MeshMetrics(self.observer)
+            self.metrics.watch(self._upstreams)
+            try:
+                self.metrics_address = await nursery.start(self.metrics.serve, config.metrics_listen)
+            except OSError as error:
+                raise ValueError(
+                    f"the proxy cannot serve metrics on {config.metrics_listen}: {error.strerror}"
+                ) from None
         self.observer.subscribe(HealthChanged, self._health_changed)
         self.observer.subscribe(MembershipChanged, self._health_changed)
         await self._learn_shapes()
         await bridge.wait(server.start())
         await self._publish_health()
-        return self
 
     async def _learn_shapes(self) -> None:
         """Ask each service's replicas which of its methods are unary before the first call (a service
@@ -179,7 +203,7 @@ class Proxy:
                     await bridge.wait(asyncio.shield(task))
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        assert self._server is not None and self._nursery is not None
+        assert self._server is not None
         with trio.CancelScope(shield=True):
             # Health first, so that whoever checks it stops sending, then the listener (calls in
             # flight get the grace period), then the actors.
@@ -188,9 +212,8 @@ class Proxy:
         for upstream in self._upstreams:
             if upstream.channel is not None:
                 upstream.channel.abort(StatusCode.UNAVAILABLE)
-        self._nursery.cancel_scope.cancel()
         try:
-            return bool(await self._nursery_manager.__aexit__(*exc_info))
+            return await self._background.close(*exc_info)
         finally:
             with trio.CancelScope(shield=True):
                 for upstream in self._upstreams:
@@ -220,7 +243,7 @@ class Proxy:
         reading = asyncio.ensure_future(replay.fill(requests))
         upstream = self.route(method)
         # A method reflection did not call unary may have any shape: it counts as bidi.
-        call = _call(upstream, Pattern.BIDI, context, invocation)
+        call = _call(upstream, method, Pattern.BIDI, context, invocation)
         self._start(upstream, call, invocation, self._policies_for(method))
         attempt = None
         try:
@@ -268,7 +291,7 @@ class Proxy:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         upstream = self.route(method)
         invocation = UnaryInvocation(method, request, metadata=self._metadata(context), relay=True)
-        call = _call(upstream, Pattern.UNARY, context, invocation)
+        call = _call(upstream, method, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
 
         def finished(event: RequestFinished) -> None:
@@ -327,13 +350,16 @@ class Proxy:
         return policies
 
 
-def _call(upstream: Upstream, pattern: Pattern, context: grpc.aio.ServicerContext, payload: object) -> CallSpec:
+def _call(
+    upstream: Upstream, method: str, pattern: Pattern, context: grpc.aio.ServicerContext, payload: object
+) -> CallSpec:
     """A proxied call as the call path sees it: the caller's deadline travels with it."""
     return CallSpec(
         client=upstream.label,
         service=upstream.service,
         pattern=pattern,
         deadline=context.time_remaining(),
+        method=method,
         payload=payload,
     )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Generic, Protocol, TypeVar
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -92,3 +93,31 @@ class Supervisor:
                 self._observer.emit(ActorRestarted(trio.current_time(), actor.name, repr(error), restarts))
                 delay = min(policy.max_backoff, policy.backoff * math.pow(2, restarts - 1))
                 await trio.sleep(delay)
+
+
+class Background:
+    """A nursery held open from an object's __aenter__ to its __aexit__ (a client's or a proxy's actors).
+
+    `open()` and `close()` pair up around the object's lifetime; if the rest of
+    __aenter__ fails, `close()` cancels what was started and the error goes on as
+    itself, not wrapped in the nursery's exception group.
+    """
+
+    def __init__(self) -> None:
+        self._manager: Any = None
+        self.nursery: trio.Nursery | None = None
+
+    async def open(self) -> trio.Nursery:
+        self._manager = trio.open_nursery()
+        self.nursery = await self._manager.__aenter__()
+        return self.nursery
+
+    async def close(
+        self,
+        kind: type[BaseException] | None = None,
+        error: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> bool:
+        assert self.nursery is not None
+        self.nursery.cancel_scope.cancel()
+        return bool(await self._manager.__aexit__(kind, error, traceback))

@@ -335,6 +335,7 @@ class CallRun:
             finished=now,
             key=self.call.key,
             attempts=self.attempts,
+            method=self.call.method,
         )
         channel.observer.emit(event)
         channel.call_ended(self, status, now)

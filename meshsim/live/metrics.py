@@ -1,0 +1,141 @@
+"""Prometheus metrics for live mode: a listener on the event bus, and a scrape endpoint.
+
+    grpc_requests_total{client, service, method, code}        calls that ended (counter)
+    grpc_request_duration_seconds{client, service, method}    how long they took (histogram)
+    grpc_endpoint_health{client, service, endpoint}           1 while the balancer counts it healthy
+    grpc_active_connections{client, service, endpoint}        1 while its channel is connected (READY)
+
+The two request metrics follow RequestFinished events, as the report does in the
+simulator: every call that ends, ends in exactly one. The two gauges are read from
+the balancers and channels when Prometheus scrapes, so they are never stale and need
+no events of their own. The endpoint is served by hypercorn on Trio, beside the
+proxy's other actors; the dashboard will share it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
+import hypercorn.config
+import hypercorn.trio
+import prometheus_client
+import trio
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from meshsim.core.events import RequestFinished
+from meshsim.live.upstream import Upstream
+from meshsim.runtime.observer import Observer
+
+# Seconds: from a loopback call (sub-millisecond) to a call held up by retries and deadlines.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class MeshMetrics:
+    """The metrics of one process (a proxy, or a program using GrpcClient), in their own registry."""
+
+    def __init__(self, observer: Observer, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
+        self._requests = prometheus_client.Counter(
+            "grpc_requests_total",
+            "Calls that ended, by the status they ended with.",
+            ["client", "service", "method", "code"],
+            registry=self.registry,
+        )
+        self._duration = prometheus_client.Histogram(
+            "grpc_request_duration_seconds",
+            "How long calls took, from start to their single end (every attempt included).",
+            ["client", "service", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._upstreams = _Upstreams()
+        self.registry.register(self._upstreams)
+        observer.subscribe(RequestFinished, self._finished)
+
+    def watch(self, upstreams: Sequence[Upstream]) -> None:
+        """Report these upstreams' endpoints in the health and connection gauges."""
+        self._upstreams.upstreams.extend(upstreams)
+
+    def _finished(self, event: RequestFinished) -> None:
+        method = event.method or event.pattern.value
+        self._requests.labels(event.client, event.service, method, event.status.name).inc()
+        self._duration.labels(event.client, event.service, method).observe(max(0.0, event.finished - event.started))
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format, as a scrape gets them."""
+        return bytes(prometheus_client.generate_latest(self.registry))
+
+    async def serve(self, listen: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve /metrics on `listen` ("host:port", port 0 for any) until cancelled; started with the
+        address it got, so that `await nursery.start(metrics.serve, ...)` returns it."""
+        _check_bindable(listen)
+        config = hypercorn.config.Config()
+        config.bind = [listen]
+        config.accesslog = None
+        config.errorlog = None
+        application = prometheus_client.make_asgi_app(self.registry)
+        try:
+            await hypercorn.trio.serve(application, config, task_status=_Bound(task_status))
+        except* OSError as failed:
+            # hypercorn binds inside its own nurseries: hand on the socket error itself, not their groups.
+            first = _first_leaf(failed)
+            raise OSError(first.errno, first.strerror) from None
+
+
+def _check_bindable(listen: str) -> None:
+    """Bind `listen` once ourselves, so that a taken or foreign address is a plain OSError here (hypercorn
+    reports it inside nested exception groups, and leaves its socket open)."""
+    host, _, port = listen.rpartition(":")
+    family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
+def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
+    inner = group.exceptions[0]
+    return inner if isinstance(inner, OSError) else _first_leaf(inner)
+
+
+class _Bound:
+    """Hands the address hypercorn bound on to whoever started the server."""
+
+    def __init__(self, task_status: Any) -> None:
+        self._task_status = task_status
+
+    def started(self, binds: list[str] | None = None) -> None:
+        bound = binds[0] if binds else ""
+        self._task_status.started(bound.removeprefix("http://"))
+
+
+class _Upstreams(Collector):
+    """The gauges, read from the balancers and channels at scrape time."""
+
+    def __init__(self) -> None:
+        self.upstreams: list[Upstream] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["client", "service", "endpoint"]
+        health = GaugeMetricFamily(
+            "grpc_endpoint_health", "1 while the balancer counts the endpoint healthy, else 0.", labels=labels
+        )
+        connections = GaugeMetricFamily(
+            "grpc_active_connections",
+            "1 while the channel to the endpoint is connected (READY), else 0.",
+            labels=labels,
+        )
+        ready = grpc.ChannelConnectivity.READY
+        for upstream in self.upstreams:
+            balancer = upstream.balancer
+            for endpoint in balancer.endpoints:
+                names = [balancer.client, balancer.service, endpoint.name]
+                health.add_metric(names, 1.0 if endpoint.healthy else 0.0)
+                channel = upstream.transport.channels.get(endpoint.name)
+                connected = channel is not None and channel.get_state(try_to_connect=False) == ready
+                connections.add_metric(names, 1.0 if connected else 0.0)
+        yield health
+        yield connections
