@@ -62,6 +62,20 @@ class HeldCalls:
         return HealthStatus.SERVING
 
 
+def plain_balancer(endpoints: tuple[str, ...], observer: Observer) -> Balancer:
+    """Round robin, no health checks: the endpoints are pickable until the test says otherwise."""
+    return Balancer(
+        "b",
+        "c",
+        "s",
+        BalancerConfig(),
+        HealthConfig(enabled=False),
+        [Endpoint(e, index=i) for i, e in enumerate(endpoints)],
+        random.Random(1),
+        observer,
+    )
+
+
 def with_channel(
     test: Callable[[MeshChannel, HeldCalls, list[RequestFinished]], object],
     policies: CallPolicies,
@@ -76,16 +90,7 @@ def with_channel(
         async with trio.open_nursery() as nursery:
             timers = TimerQueue()
             nursery.start_soon(timers.run)
-            balancer = Balancer(
-                "b",
-                "c",
-                "s",
-                BalancerConfig(),
-                HealthConfig(enabled=False),
-                [Endpoint(e, index=i) for i, e in enumerate(endpoints)],
-                random.Random(1),
-                observer,
-            )
+            balancer = plain_balancer(endpoints, observer)
             transport = HeldCalls(timers)
             channel = MeshChannel("c", "s", balancer, transport, observer, timers, policies, random.Random(2))
             await test(channel, transport, finished)  # type: ignore[misc]
@@ -186,16 +191,7 @@ class Connections:
 
 async def test_a_removed_endpoint_closes_only_once_the_balancer_has_let_it_go() -> None:
     observer = Observer()
-    balancer = Balancer(
-        "b",
-        "c",
-        "s",
-        BalancerConfig(),
-        HealthConfig(enabled=False),
-        [Endpoint("a"), Endpoint("b", index=1)],
-        random.Random(1),
-        observer,
-    )
+    balancer = plain_balancer(("a", "b"), observer)
     connections = Connections()
     membership = Membership("m", StaticResolver(("b",)), 1.0, balancer, connections, observer)
     await membership.refresh()
