@@ -29,7 +29,7 @@ from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls import authority
-from meshsim.tls.material import TlsFiles
+from meshsim.tls.material import TlsError, TlsFiles
 from tests.conftest import start, stop
 from tests.messages import chat, metrics
 from tests.test_interop_grpcurl import GRPCURL
@@ -315,3 +315,21 @@ def test_grpcurl_calls_through_the_mtls_proxy_and_is_refused_without_a_certifica
         for process in (proxy, serve):
             if process is not None:
                 stop(process)
+
+
+def test_grpc_client_speaks_mtls_and_refuses_bad_files_at_once(certs: Path, tmp_path: Path) -> None:
+    replies: list[str] = []
+
+    async def check(replica: Replica) -> None:
+        client = live.GrpcClient(endpoints=[replica.address], tls=TlsFiles.in_dir(certs, "client"))
+        async with client:
+            for n in range(3):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
+                replies.append(reply.replica)
+            events = [e async for e in client.StreamEvents(mesh_pb2.StreamRequest(count=2))]
+            assert len(events) == 2
+
+    with_tls_replica(certs, check)
+    assert len(replies) == 3
+    with pytest.raises(TlsError, match=r"nowhere/ca\.pem: no such file"):
+        live.GrpcClient(endpoints=["127.0.0.1:1"], tls=TlsFiles.in_dir(tmp_path / "nowhere", "client"))
