@@ -363,3 +363,29 @@ def test_the_retry_buffer_stays_bounded_once_the_call_commits() -> None:
     read, most, commits = asyncio.run(main())
     assert (read, commits) == (200, 1)
     assert most <= 1000 + 100
+
+
+def test_a_trio_caller_waits_for_room_in_a_committed_buffer() -> None:
+    """GrpcClient's request copier runs on Trio: it waits (through the bridge) while the attempt lags."""
+    held: list[int] = []
+
+    async def main() -> None:
+        replay = RequestReplay(limit=300)
+        replay.commit()
+
+        async def attempt() -> None:  # the committed attempt's writer, slower than the caller
+            async for _ in replay.read():
+                held.append(replay.held_bytes)
+                await asyncio.sleep(0.001)
+
+        reading = asyncio.ensure_future(attempt())
+        for _ in range(50):
+            replay.append(b"x" * 100)
+            if replay.full:
+                await bridge.wait(replay.room())
+        replay.end()
+        await bridge.wait(reading)
+
+    live.run(main)
+    assert len(held) == 50
+    assert max(held) <= 400

@@ -318,6 +318,8 @@ class _MeshStream:
             try:
                 async for message in requests:
                     self.requests.append(message)
+                    if self.requests.full:  # a slow replica slows the caller, as grpc's own writes do
+                        await bridge.wait(self.requests.room())
             except Exception as error:  # the caller's iterator failed: the call cannot go on
                 self.request_error = error
                 run = self.invocation.run

@@ -107,13 +107,22 @@ class RequestReplay:
                 return
             await self._changed.wait()
 
+    @property
+    def full(self) -> bool:
+        """Committed, with `limit` bytes its attempt has not read yet: the caller should wait (`room`)."""
+        return self.committed and self._bytes > self.limit
+
+    async def room(self) -> None:
+        """Return once the attempt has read enough that the caller may send more (asyncio's side)."""
+        while self.full:
+            self._drained = asyncio.Event()
+            await self._drained.wait()
+
     async def fill(self, requests: AsyncIterator[Any]) -> None:
         """Copy a request stream in (an asyncio task: grpc.aio's server iterators are read there)."""
         async for message in requests:
             self.append(message)
-            while self.committed and self._bytes > self.limit:
-                self._drained = asyncio.Event()
-                await self._drained.wait()
+            await self.room()
         self.end()
 
 
