@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from meshsim.core.events import RequestFinished
+from meshsim.core.live_config import join_host_port
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.observer import Observer
 
@@ -72,44 +73,33 @@ class MeshMetrics:
     async def serve(self, listen: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve /metrics on `listen` ("host:port", port 0 for any) until cancelled; started with the
         address it got, so that `await nursery.start(metrics.serve, ...)` returns it."""
-        _check_bindable(listen)
-        config = hypercorn.config.Config()
-        config.bind = [listen]
-        config.accesslog = None
-        config.errorlog = None
-        application = prometheus_client.make_asgi_app(self.registry)
-        try:
-            await hypercorn.trio.serve(application, config, task_status=_Bound(task_status))
-        except* OSError as failed:
-            # hypercorn binds inside its own nurseries: hand on the socket error itself, not their groups.
-            first = _first_leaf(failed)
-            raise OSError(first.errno, first.strerror) from None
+        config, address = http_config(listen)
+        task_status.started(address)
+        await hypercorn.trio.serve(prometheus_client.make_asgi_app(self.registry), config)
 
 
-def _check_bindable(listen: str) -> None:
-    """Bind `listen` once ourselves, so that a taken or foreign address is a plain OSError here (hypercorn
-    reports it inside nested exception groups, and leaves its socket open)."""
+def http_config(listen: str) -> tuple[hypercorn.config.Config, str]:
+    """A hypercorn config serving on a socket bound here, and the address it got.
+
+    Binding here makes a taken address a plain OSError at once (hypercorn binds inside
+    nested nurseries and reports it in exception groups) and tells port 0's choice.
+    """
     host, _, port = listen.rpartition(":")
     family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(address)
-
-
-def _first_leaf(group: BaseExceptionGroup[OSError]) -> OSError:
-    inner = group.exceptions[0]
-    return inner if isinstance(inner, OSError) else _first_leaf(inner)
-
-
-class _Bound:
-    """Hands the address hypercorn bound on to whoever started the server."""
-
-    def __init__(self, task_status: Any) -> None:
-        self._task_status = task_status
-
-    def started(self, binds: list[str] | None = None) -> None:
-        bound = binds[0] if binds else ""
-        self._task_status.started(bound.removeprefix("http://"))
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(128)  # accepting (queued) from now, before hypercorn's first turn
+    except OSError:
+        listener.close()
+        raise
+    bound = join_host_port(host.strip("[]"), listener.getsockname()[1])
+    config = hypercorn.config.Config()
+    config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns the socket from here
+    config.accesslog = None
+    config.errorlog = None
+    return config, bound
 
 
 class _Upstreams(Collector):
