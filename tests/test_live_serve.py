@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -18,9 +21,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from meshsim.core.status import StatusCode
 from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
+from meshsim.live.server_metrics import ServerMetrics
 from meshsim.live.servicer import ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start, stop
 from tests.messages import chat, metrics
 
 Check = Callable[[list[Replica]], Awaitable[None]]
@@ -216,3 +220,69 @@ def test_serve_rejects_bad_options() -> None:
         )
         assert result.returncode == 2
         assert message in result.stderr
+
+
+def test_replicas_count_every_pattern_by_status_and_report_health() -> None:
+    server_metrics = ServerMetrics()
+
+    async def main() -> None:
+        replicas = await start_replicas(ServeConfig(port=0, replicas=2), server_metrics)
+        replicas[1].faults.error_rate = 1.0
+        try:
+            for replica in replicas:
+                async with grpc.aio.insecure_channel(replica.address) as channel:
+                    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                    for attempt in (
+                        stub.Process(mesh_pb2.ProcessRequest()),
+                        _drain(stub.StreamEvents(mesh_pb2.StreamRequest(count=2))),
+                        stub.CollectMetrics(metrics()),
+                    ):
+                        with contextlib.suppress(grpc.aio.AioRpcError):  # replica 1 fails them all
+                            await attempt
+            scraped = server_metrics.exposition().decode()
+            for method in ("Process", "StreamEvents", "CollectMetrics"):
+                for replica, code in ((replicas[0], "OK"), (replicas[1], "UNAVAILABLE")):
+                    sample = (
+                        f'grpc_requests_total{{code="{code}",method="/mesh.v1.MeshService/{method}",'
+                        f'replica="{replica.address}",service="mesh.v1.MeshService"}} 1.0'
+                    )
+                    assert sample in scraped
+            healthy = f'grpc_endpoint_health{{replica="{replicas[0].address}",service="mesh.v1.MeshService"}} 1.0'
+            assert healthy in scraped
+        finally:
+            await stop_replicas(replicas, 0)
+        stopped = f'grpc_endpoint_health{{replica="{replicas[0].address}",service="mesh.v1.MeshService"}} 0.0'
+        assert stopped in server_metrics.exposition().decode()
+
+    asyncio.run(main())
+
+
+async def _drain(call: Any) -> None:
+    async for _ in call:
+        pass
+
+
+@pytest.mark.slow
+def test_serve_command_serves_metrics() -> None:
+    process = start("serve", "--port", "0", "--metrics", "127.0.0.1:0", "--grace", "0s")
+    try:
+        assert process.stdout is not None
+        replica = process.stdout.readline().split(" on ")[1].strip()
+        endpoint = process.stdout.readline().removeprefix("metrics on ").strip()
+        with grpc.insecure_channel(replica) as channel:
+            mesh_pb2_grpc.MeshServiceStub(channel).Process(mesh_pb2.ProcessRequest(), timeout=5)
+        with urllib.request.urlopen(endpoint, timeout=5) as response:
+            scraped = response.read().decode()
+        assert f'code="OK",method="/mesh.v1.MeshService/Process",replica="{replica}"' in scraped
+    finally:
+        stop(process)
+    refused = subprocess.run(
+        [sys.executable, "-m", "meshsim", "serve", "--metrics", "nine"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "--metrics" in refused.stderr

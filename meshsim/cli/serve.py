@@ -29,6 +29,7 @@ from meshsim.cli.app import Application
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False), help="The CA whose clients are accepted.")
 @click.option("--cert", "cert_file", type=click.Path(dir_okay=False), help="The server certificate.")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="The server's private key.")
+@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", help="Serve Prometheus /metrics here (e.g. :9090).")
 @click.pass_obj
 def serve(
     app: Application,
@@ -43,6 +44,7 @@ def serve(
     ca_file: str | None,
     cert_file: str | None,
     key_file: str | None,
+    metrics_listen: str | None,
 ) -> None:
     """Serve mesh.v1.MeshService, grpc.health.v1 and reflection until SIGINT or SIGTERM."""
     import asyncio
@@ -86,15 +88,28 @@ def serve(
         grace=duration("--grace", grace),
         faults=ServerFaults(duration("--latency", latency), error_rate, status),
         tls=tls,
+        metrics_listen=_metrics_address(metrics_listen),
     )
 
     def announce(replica: Replica) -> None:
         secure = " (mTLS)" if replica.tls is not None else ""
         click.echo(f"serving mesh.v1.MeshService on {replica.address}{secure}", nl=True)
 
+    def announce_metrics(address: str) -> None:
+        click.echo(f"metrics on http://{address}/metrics")
+
     try:
-        asyncio.run(run_replicas(config, announce))
+        asyncio.run(run_replicas(config, announce, announce_metrics))
     except ServeError as error:
         app.display_error(str(error))
         raise SystemExit(2) from None
     click.echo("stopped")
+
+
+def _metrics_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint="--metrics")
+    return f"{host or '127.0.0.1'}:{port}"

@@ -13,10 +13,14 @@ from collections.abc import Callable, Sequence
 
 import attrs
 import grpc
+import hypercorn.asyncio
+import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshsim.live.metrics import http_config
 from meshsim.live.security import ServerCertificates
+from meshsim.live.server_metrics import ServerMetrics
 from meshsim.live.servicer import SERVICE_NAME, MeshServicer, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
@@ -35,12 +39,21 @@ class ServeConfig:
     faults: ServerFaults = attrs.field(factory=ServerFaults)
     # mTLS: the server pair and the CA whose clients it accepts (None: plaintext).
     tls: TlsFiles | None = None
+    # Where Prometheus scrapes the replicas' /metrics ("host:port"), or nowhere.
+    metrics_listen: str | None = None
 
 
 class Replica:
     """One grpc.aio server on one port."""
 
-    def __init__(self, host: str, port: int, faults: ServerFaults, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        faults: ServerFaults,
+        tls: TlsFiles | None = None,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self.host = host
         self.requested_port = port
         self.port = 0
@@ -49,6 +62,7 @@ class Replica:
         self.certificates: ServerCertificates | None = None
         self.health = health.aio.HealthServicer()
         self.servicer: MeshServicer | None = None
+        self.metrics = metrics
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -61,7 +75,8 @@ class Replica:
                 self.certificates = ServerCertificates(self.tls)
             except TlsError as error:
                 raise ServeError(str(error)) from None
-        server = grpc.aio.server()
+        counting = None if self.metrics is None else self.metrics.interceptor()
+        server = grpc.aio.server(interceptors=() if counting is None else (counting,))
         address = f"{self.host}:{self.requested_port}"
         try:
             if self.certificates is None:
@@ -72,6 +87,8 @@ class Replica:
             raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: {error}") from None
         if self.port == 0:
             raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: address in use or not local")
+        if counting is not None:
+            counting.replica = self.address
         self.servicer = MeshServicer(self.address, self.faults)
         mesh_pb2_grpc.add_MeshServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -85,24 +102,30 @@ class Replica:
         self._server = server
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._report_health(serving=True)
 
     async def stop(self, grace: float) -> None:
         if self._server is None:
             return
         # NOT_SERVING first, for every service name, so that health checkers drain us.
         await self.health.enter_graceful_shutdown()
+        self._report_health(serving=False)
         await self._server.stop(grace)
         self._server = None
 
+    def _report_health(self, serving: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.set_health(self.address, SERVICE_NAME, serving)
 
-async def start_replicas(config: ServeConfig) -> list[Replica]:
+
+async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = None) -> list[Replica]:
     """Start `config.replicas` replicas on consecutive ports (each its own OS-chosen port when port is 0)."""
     replicas: list[Replica] = []
     try:
         for index in range(config.replicas):
             port = config.port + index if config.port else 0
             # Each replica its own copy, so that chaos can single one out.
-            replica = Replica(config.host, port, attrs.evolve(config.faults), config.tls)
+            replica = Replica(config.host, port, attrs.evolve(config.faults), config.tls, metrics)
             await replica.start()
             replicas.append(replica)
     except BaseException:
@@ -115,18 +138,37 @@ async def stop_replicas(replicas: Sequence[Replica], grace: float) -> None:
     await asyncio.gather(*(replica.stop(grace) for replica in replicas))
 
 
-async def serve(config: ServeConfig, announce: Callable[[Replica], None]) -> None:
-    """Run replicas until SIGINT or SIGTERM, then shut them down gracefully."""
+async def serve(
+    config: ServeConfig, announce: Callable[[Replica], None], announce_metrics: Callable[[str], None] | None = None
+) -> None:
+    """Run replicas (and their /metrics) until SIGINT or SIGTERM, then shut them down gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    replicas = await start_replicas(config)
+    metrics = None if config.metrics_listen is None else ServerMetrics()
+    scraping = None
+    if metrics is not None:
+        assert config.metrics_listen is not None
+        try:
+            http, address = http_config(config.metrics_listen)
+        except OSError as error:
+            raise ServeError(f"cannot serve metrics on {config.metrics_listen}: {error.strerror}") from None
+        application = prometheus_client.make_asgi_app(metrics.registry)
+        scraping = asyncio.create_task(hypercorn.asyncio.serve(application, http, shutdown_trigger=stop.wait))
     try:
-        for replica in replicas:
-            announce(replica)
-        await stop.wait()
+        replicas = await start_replicas(config, metrics)
+        try:
+            for replica in replicas:
+                announce(replica)
+            if metrics is not None and announce_metrics is not None:
+                announce_metrics(address)
+            await stop.wait()
+        finally:
+            await stop_replicas(replicas, config.grace)
     finally:
-        await stop_replicas(replicas, config.grace)
+        stop.set()
+        if scraping is not None:
+            await scraping
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -1,0 +1,137 @@
+"""Prometheus metrics of demo replicas (`meshsim serve --metrics`): every call a servicer answers.
+
+    grpc_requests_total{replica, service, method, code}       calls answered, by the status given
+    grpc_request_duration_seconds{replica, service, method}   how long the servicer took
+    grpc_endpoint_health{replica, service}                    1 while the replica reports SERVING
+
+A server has no event bus: a grpc.aio interceptor wraps each method's handler, for all
+four call patterns, and the health gauge follows what the replica reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import prometheus_client
+
+from meshsim.live.metrics import DURATION_BUCKETS
+
+
+class ServerMetrics:
+    """One registry for the replicas of a process; each replica adds `interceptor(replica)` to its server."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
+        self._requests = prometheus_client.Counter(
+            "grpc_requests_total",
+            "Calls this replica answered, by the status it gave.",
+            ["replica", "service", "method", "code"],
+            registry=self.registry,
+        )
+        self._duration = prometheus_client.Histogram(
+            "grpc_request_duration_seconds",
+            "How long the replica took to answer a call.",
+            ["replica", "service", "method"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._health = prometheus_client.Gauge(
+            "grpc_endpoint_health",
+            "1 while the replica reports SERVING for the service, else 0.",
+            ["replica", "service"],
+            registry=self.registry,
+        )
+
+    def interceptor(self) -> Counting:
+        """For a replica's server; set its `replica` label once the port is known."""
+        return Counting(self)
+
+    def set_health(self, replica: str, service: str, serving: bool) -> None:
+        self._health.labels(replica, service).set(1.0 if serving else 0.0)
+
+    def exposition(self) -> bytes:
+        return bytes(prometheus_client.generate_latest(self.registry))
+
+    def record(self, replica: str, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        service = method[1:].split("/", 1)[0]
+        self._requests.labels(replica, service, method, code.name).inc()
+        self._duration.labels(replica, service, method).observe(seconds)
+
+
+class Counting(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self.replica = ""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None  # an unknown method: grpc answers UNIMPLEMENTED and no servicer runs
+        method = details.method
+
+        def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
+            self._metrics.record(self.replica, method, _code(context, error), time.monotonic() - started)
+
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_answer_once(handler.unary_unary, done))
+        if handler.stream_unary is not None:
+            return handler._replace(stream_unary=_answer_once(handler.stream_unary, done))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_answer_stream(handler.unary_stream, done))
+        return handler._replace(stream_stream=_answer_stream(handler.stream_stream, done))
+
+
+Done = Callable[[grpc.aio.ServicerContext, float, BaseException | None], None]
+
+
+def _answer_once(behaviour: Callable[..., Any], done: Done) -> Callable[..., Any]:
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.monotonic()
+        try:
+            response = await behaviour(request, context)
+        except BaseException as error:
+            done(context, started, error)
+            raise
+        done(context, started, None)
+        return response
+
+    return counted
+
+
+def _answer_stream(behaviour: Callable[..., Any], done: Done) -> Callable[..., Any]:
+    async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.monotonic()
+        try:
+            result = behaviour(request, context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:
+                await result  # a servicer that writes with context.write()
+        except BaseException as error:
+            done(context, started, error)
+            raise
+        done(context, started, None)
+
+    return counted
+
+
+def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
+    """The status the call ended with: what the servicer set or aborted with, else what the error means."""
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        return code
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
