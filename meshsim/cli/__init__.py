@@ -10,6 +10,7 @@ from meshsim.cli.certs import certs
 from meshsim.cli.live import live_command
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
+from meshsim.cli.top import top
 from meshsim.cli.validate import validate
 
 
@@ -26,5 +27,6 @@ main.add_command(validate)
 main.add_command(serve)
 main.add_command(live_command)
 main.add_command(certs)
+main.add_command(top)
 
 __all__ = ["main"]

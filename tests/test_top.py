@@ -1,0 +1,94 @@
+"""`meshsim top`: the health view read from a real /metrics endpoint, and its arithmetic."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from rich.console import Console
+
+from meshsim.cli.health_view import calls_table, parse, quantile
+from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from tests.conftest import ROOT, start, stop
+
+
+def test_quantiles_interpolate_within_the_bucket_like_histogram_quantile() -> None:
+    buckets = [(0.01, 50.0), (0.1, 90.0), (1.0, 100.0), (math.inf, 100.0)]
+    assert quantile(0.5, buckets) == pytest.approx(0.01)
+    assert quantile(0.7, buckets) == pytest.approx(0.01 + 0.09 * 0.5)
+    assert quantile(0.99, buckets) == pytest.approx(0.1 + 0.9 * 0.9)
+    assert quantile(0.5, [(0.1, 0.0), (math.inf, 0.0)]) is None
+    assert quantile(0.99, [(0.1, 1.0), (math.inf, 10.0)]) == pytest.approx(0.1)  # past the last bound
+
+
+def test_rates_and_errors_are_over_the_window_between_scrapes() -> None:
+    def text(ok: int, bad: int) -> str:
+        series = 'grpc_requests_total{client="proxy",code="%s",method="/s/M",service="s"} %d\n'
+        return series % ("OK", ok) + series % ("UNAVAILABLE", bad)
+
+    before = parse(text(ok=100, bad=0), at=10.0)
+    now = parse(text(ok=190, bad=10), at=12.0)
+    console = Console(width=200, record=True)
+    console.print(calls_table(before, now))
+    row = next(line for line in console.export_text().splitlines() if "/s/M" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[3:6] == ["100", "50.0", "10.0 %"]  # calls in the window, per second, errors
+
+
+@pytest.mark.slow
+def test_top_shows_a_running_proxy(tmp_path: Path) -> None:
+    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    live = None
+    try:
+        assert serve.stdout is not None
+        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
+        config = tmp_path / "mesh.toml"
+        endpoints = ", ".join(f'"{r}"' for r in replicas)
+        config.write_text(
+            f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n[metrics]\nlisten = "127.0.0.1:0"\n',
+            encoding="utf-8",
+        )
+        live = start("live", str(config))
+        assert live.stdout is not None
+        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
+        metrics = live.stdout.readline().removeprefix("metrics on ").strip()
+        with grpc.insecure_channel(address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            for n in range(4):
+                stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5)
+        shown = subprocess.run(
+            [sys.executable, "-m", "meshsim", "top", metrics.removesuffix("/metrics"), "--once", "--interval", "0.2s"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},  # wide enough that no cell wraps
+        )
+        assert shown.returncode == 0, shown.stderr
+        for replica in replicas:
+            assert replica in shown.stdout
+        assert shown.stdout.count("healthy") >= 2
+        assert "/mesh.v1.MeshService/Process" in shown.stdout
+    finally:
+        for process in (live, serve):
+            if process is not None:
+                stop(process)
+
+
+def test_top_says_when_there_is_nothing_to_read() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "meshsim", "top", "127.0.0.1:1", "--once", "--interval", "0s"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 2
+    assert "http://127.0.0.1:1/metrics: cannot read metrics" in shown.stderr
