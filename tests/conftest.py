@@ -53,6 +53,13 @@ def start(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def serve_replicas(count: int, *options: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """`meshsim serve` with `count` replicas on ports the OS picks: the process and their addresses."""
+    serve = start("serve", "--port", "0", "--replicas", str(count), "--grace", "0s", *options)
+    assert serve.stdout is not None
+    return serve, [serve.stdout.readline().split(" on ")[1].split(" ")[0].strip() for _ in range(count)]
+
+
 def stop(process: subprocess.Popen[str]) -> None:
     """SIGTERM, then wait (reading and closing its pipes); kill if it will not stop."""
     if process.poll() is None:
@@ -67,11 +74,9 @@ def stop(process: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`meshsim live` in front of two `meshsim serve` replicas, all real processes; yields its address."""
-    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    serve, replicas = serve_replicas(2)
     live = None
     try:
-        assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
         config = tmp_path_factory.mktemp("live") / "mesh.toml"
         endpoints = ", ".join(f'"{r}"' for r in replicas)
         config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n', encoding="utf-8")

@@ -11,7 +11,7 @@ import pytest
 
 from meshsim.core.live_config import load_live_config
 from meshsim.core.scenario_loader import load_scenario
-from tests.conftest import ROOT, start, stop
+from tests.conftest import ROOT, serve_replicas, stop
 
 BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
 
@@ -66,10 +66,8 @@ def test_the_readme_opens_with_the_two_commands() -> None:
 def test_the_readme_client_example_runs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (example,) = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
-    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    serve, replicas = serve_replicas(2)
     try:
-        assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
         # The example names the ports `meshsim serve` uses by default; the test's replicas have the OS's.
         code = example.replace("127.0.0.1:50051", replicas[0]).replace("127.0.0.1:50052", replicas[1])
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -22,7 +22,7 @@ from meshsim.core.scenario import ScenarioError
 from meshsim.core.status import StatusCode
 from meshsim.live.proxy import grpc_options
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import start, stop
+from tests.conftest import serve_replicas, start, stop
 
 # The layout of the seed description, unchanged.
 SEED_YAML = """\
@@ -283,11 +283,9 @@ def test_a_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, name: str,
 
 @pytest.mark.slow
 def test_the_live_command_runs_a_yaml_config(tmp_path: Path) -> None:
-    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    serve, replicas = serve_replicas(2)
     live = None
     try:
-        assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
         config = write(
             tmp_path,
             "mesh.yaml",

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from meshsim.cli.health_view import calls_table, parse, quantile
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT, start, stop
+from tests.conftest import ROOT, serve_replicas, start, stop
 
 
 def test_quantiles_interpolate_within_the_bucket_like_histogram_quantile() -> None:
@@ -42,11 +42,9 @@ def test_rates_and_errors_are_over_the_window_between_scrapes() -> None:
 
 @pytest.mark.slow
 def test_top_shows_a_running_proxy(tmp_path: Path) -> None:
-    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    serve, replicas = serve_replicas(2)
     live = None
     try:
-        assert serve.stdout is not None
-        replicas = [serve.stdout.readline().split(" on ")[1].strip() for _ in range(2)]
         config = tmp_path / "mesh.toml"
         endpoints = ", ".join(f'"{r}"' for r in replicas)
         config.write_text(

@@ -35,24 +35,33 @@ from meshsim.runtime.observer import Observer
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def request_metrics(
+    registry: prometheus_client.CollectorRegistry, caller: str, whose: str
+) -> tuple[prometheus_client.Counter, prometheus_client.Histogram]:
+    """grpc_requests_total and grpc_request_duration_seconds, labelled by `caller` (client or replica),
+    service, method (and code): the same two series for a caller's view and a server's."""
+    requests = prometheus_client.Counter(
+        "grpc_requests_total",
+        f"Calls {whose}, by the status they ended with.",
+        [caller, "service", "method", "code"],
+        registry=registry,
+    )
+    duration = prometheus_client.Histogram(
+        "grpc_request_duration_seconds",
+        f"How long the calls {whose} took, start to end.",
+        [caller, "service", "method"],
+        buckets=DURATION_BUCKETS,
+        registry=registry,
+    )
+    return requests, duration
+
+
 class MeshMetrics:
     """The metrics of one process (a proxy, or a program using GrpcClient), in their own registry."""
 
     def __init__(self, observer: Observer, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
-        self._requests = prometheus_client.Counter(
-            "grpc_requests_total",
-            "Calls that ended, by the status they ended with.",
-            ["client", "service", "method", "code"],
-            registry=self.registry,
-        )
-        self._duration = prometheus_client.Histogram(
-            "grpc_request_duration_seconds",
-            "How long calls took, from start to their single end (every attempt included).",
-            ["client", "service", "method"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
+        self._requests, self._duration = request_metrics(self.registry, "client", "calls made")
         self._upstreams = _Upstreams()
         self.registry.register(self._upstreams)
         observer.subscribe(RequestFinished, self._finished)

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import prometheus_client
 
-from meshsim.live.metrics import DURATION_BUCKETS
+from meshsim.live.metrics import request_metrics
 
 
 class ServerMetrics:
@@ -27,19 +27,7 @@ class ServerMetrics:
 
     def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
-        self._requests = prometheus_client.Counter(
-            "grpc_requests_total",
-            "Calls this replica answered, by the status it gave.",
-            ["replica", "service", "method", "code"],
-            registry=self.registry,
-        )
-        self._duration = prometheus_client.Histogram(
-            "grpc_request_duration_seconds",
-            "How long the replica took to answer a call.",
-            ["replica", "service", "method"],
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
+        self._requests, self._duration = request_metrics(self.registry, "replica", "answered")
         self._health = prometheus_client.Gauge(
             "grpc_endpoint_health",
             "1 while the replica reports SERVING for the service, else 0.",
