@@ -16,8 +16,9 @@ it stays with the replica that answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -223,14 +224,16 @@ class GrpcClient:
         stream = _MeshStream(self, "StreamEvents", Pattern.SERVER_STREAM, timeout, metadata)
         stream.requests.append(request)
         stream.requests.end()
-        async for event in stream.responses():
-            yield event
+        async with contextlib.aclosing(stream.responses()) as events:
+            async for event in events:
+                yield event
 
     async def CollectMetrics(
         self, requests: AsyncIterable[mesh_pb2.Metric], *, timeout: float | None = None, metadata: Metadata = ()
     ) -> mesh_pb2.MetricsSummary:
         stream = _MeshStream(self, "CollectMetrics", Pattern.CLIENT_STREAM, timeout, metadata)
-        answers = [summary async for summary in stream.responses(requests)]
+        async with contextlib.aclosing(stream.responses(requests)) as summaries:
+            answers = [summary async for summary in summaries]
         if len(answers) != 1:
             raise RpcError(StatusCode.INTERNAL, f"a client stream must answer once; the server sent {len(answers)}")
         summary: mesh_pb2.MetricsSummary = answers[0]
@@ -240,8 +243,9 @@ class GrpcClient:
         self, requests: AsyncIterable[mesh_pb2.ChatMessage], *, timeout: float | None = None, metadata: Metadata = ()
     ) -> AsyncIterator[mesh_pb2.ChatMessage]:
         stream = _MeshStream(self, "Chat", Pattern.BIDI, timeout, metadata)
-        async for message in stream.responses(requests):
-            yield message
+        async with contextlib.aclosing(stream.responses(requests)) as answers:
+            async for message in answers:
+                yield message
 
 
 Metadata = Sequence[tuple[str, str]]
@@ -272,7 +276,7 @@ class _MeshStream:
         )
         self.request_error: BaseException | None = None
 
-    async def responses(self, requests: AsyncIterable[Any] | None = None) -> AsyncIterator[Any]:
+    async def responses(self, requests: AsyncIterable[Any] | None = None) -> AsyncGenerator[Any, None]:
         client = self.client
         invocation = self.invocation
         run = client.channel.start(self.call, invocation.ended)
@@ -284,8 +288,10 @@ class _MeshStream:
             if isinstance(outcome, Unanswered):
                 raise RpcError(outcome.status, self._details(outcome.details))
             attempt = outcome
-            async for message in self._read(attempt):
-                yield message
+            # Generators inside generators are closed here, not by the garbage collector.
+            async with contextlib.aclosing(self._read(attempt)) as messages:
+                async for message in messages:
+                    yield message
         finally:
             if sending is not None:
                 sending.cancel()
@@ -294,7 +300,7 @@ class _MeshStream:
             elif not run.done:
                 run.finish(StatusCode.CANCELLED)
 
-    async def _read(self, attempt: StreamAttempt) -> AsyncIterator[Any]:
+    async def _read(self, attempt: StreamAttempt) -> AsyncGenerator[Any, None]:
         call = attempt.call
         try:
             while True:

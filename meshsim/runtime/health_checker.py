@@ -66,8 +66,10 @@ class HealthChecker:
         """Follow Watch streams until the endpoint says it has none (WatchUnsupported)."""
         watch = self._transport.watch_health  # type: ignore[attr-defined]
         while True:
-            async for status in watch(self.endpoint, self.service):
-                await self._balancer.send(HealthReported(self.endpoint, status))
+            # Closed here, not by the garbage collector, when the checker is cancelled mid-stream.
+            async with contextlib.aclosing(watch(self.endpoint, self.service)) as statuses:
+                async for status in statuses:
+                    await self._balancer.send(HealthReported(self.endpoint, status))
             # The stream ended or broke: unhealthy until a new one says otherwise.
             await self._balancer.send(HealthReported(self.endpoint, HealthStatus.UNREACHABLE))
             await trio.sleep(self.next_wait())
