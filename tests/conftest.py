@@ -53,6 +53,26 @@ def start(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def meshsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`meshsim ARGS` run to its end, with its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "meshsim", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def start_proxy(config: Path) -> tuple[subprocess.Popen[str], str]:
+    """`meshsim live CONFIG` in a subprocess: the process, and the address it listens on once it says."""
+    live = start("live", str(config))
+    assert live.stdout is not None
+    return live, live.stdout.readline().split(" on ")[1].split(" to ")[0]
+
+
 def serve_replicas(count: int, *options: str) -> tuple[subprocess.Popen[str], list[str]]:
     """`meshsim serve` with `count` replicas on ports the OS picks: the process and their addresses."""
     serve = start("serve", "--port", "0", "--replicas", str(count), "--grace", "0s", *options)
@@ -80,9 +100,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         config = tmp_path_factory.mktemp("live") / "mesh.toml"
         endpoints = ", ".join(f'"{r}"' for r in replicas)
         config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n', encoding="utf-8")
-        live = start("live", str(config))
-        assert live.stdout is not None
-        yield live.stdout.readline().split(" on ")[1].split(" to ")[0]
+        live, address = start_proxy(config)
+        yield address
     finally:
         for process in (live, serve):
             if process is not None:

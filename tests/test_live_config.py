@@ -22,7 +22,7 @@ from meshsim.core.scenario import ScenarioError
 from meshsim.core.status import StatusCode
 from meshsim.live.proxy import grpc_options
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import serve_replicas, start, stop
+from tests.conftest import serve_replicas, start_proxy, stop
 
 # The layout of the seed description, unchanged.
 SEED_YAML = """\
@@ -303,9 +303,8 @@ def test_the_live_command_runs_a_yaml_config(tmp_path: Path) -> None:
             "metrics:\n"
             "  listen: 127.0.0.1:0\n",
         )
-        live = start("live", str(config))
+        live, address = start_proxy(config)
         assert live.stdout is not None
-        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
         metrics = live.stdout.readline().removeprefix("metrics on ").strip()
         with grpc.insecure_channel(address) as channel:
             stub = mesh_pb2_grpc.MeshServiceStub(channel)

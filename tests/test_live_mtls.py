@@ -30,7 +30,7 @@ from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls import authority
 from meshsim.tls.material import TlsError, TlsFiles
-from tests.conftest import start, stop
+from tests.conftest import serve_replicas, start, start_proxy, stop
 from tests.messages import chat, metrics
 from tests.test_interop_grpcurl import GRPCURL
 
@@ -287,19 +287,15 @@ async def _collect(call: Any) -> list[Any]:
 
 def test_grpcurl_calls_through_the_mtls_proxy_and_is_refused_without_a_certificate(certs: Path, tmp_path: Path) -> None:
     assert GRPCURL is not None
-    serve = start("serve", "--port", "0", "--cert-dir", str(certs), "--grace", "0s")
+    serve, (replica,) = serve_replicas(1, "--cert-dir", str(certs))
     proxy = None
     try:
-        assert serve.stdout is not None
-        replica = serve.stdout.readline().split(" on ")[1].split(" ")[0].strip()
         config = tmp_path / "mesh.toml"
         config.write_text(
             f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = ["{replica}"]\n[mtls]\ncert_dir = "{certs}"\n',
             encoding="utf-8",
         )
-        proxy = start("live", str(config))
-        assert proxy.stdout is not None
-        address = proxy.stdout.readline().split(" on ")[1].split(" to ")[0]
+        proxy, address = start_proxy(config)
         tls = ["-cacert", str(certs / "ca.pem"), "-servername", "localhost"]
         mine = ["-cert", str(certs / "client.pem"), "-key", str(certs / "client-key.pem")]
         request = ["-d", '{"request_id": "grpcurl"}', address, "mesh.v1.MeshService/Process"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from meshsim.live import bridge
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT, start, stop
+from tests.conftest import meshsim, serve_replicas, start, stop
 from tests.messages import chat, metrics
 
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
@@ -157,10 +155,8 @@ def test_live_command_proxies_until_sigterm(proxy: str) -> None:
 
 @pytest.mark.slow
 def test_live_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    serve = start("serve", "--port", "0", "--grace", "0s")
+    serve, (replica,) = serve_replicas(1)
     try:
-        assert serve.stdout is not None
-        replica = serve.stdout.readline().split(" on ")[1].strip()
         config = tmp_path / "mesh.toml"
         config.write_text(f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = ["{replica}"]\n', encoding="utf-8")
         live = start("live", str(config))
@@ -177,14 +173,7 @@ def test_live_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[proxy]\nendpoints = []\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "meshsim", "live", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = meshsim("live", str(config))
     assert result.returncode == 2
     assert f'{config}: proxy.endpoints: expected a non-empty array of "host:port" strings' in result.stderr
 
@@ -196,14 +185,7 @@ def test_a_busy_listen_port_is_a_clear_error(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         config = tmp_path / "busy.toml"
         config.write_text(f'[proxy]\nlisten = "127.0.0.1:{port}"\nendpoints = ["127.0.0.1:1"]\n', encoding="utf-8")
-        result = subprocess.run(
-            [sys.executable, "-m", "meshsim", "live", str(config)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = meshsim("live", str(config))
     assert result.returncode == 2
     assert f"the proxy cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -24,7 +24,7 @@ from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas
 from meshsim.live.server_metrics import ServerMetrics
 from meshsim.live.servicer import ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT, start, stop
+from tests.conftest import ROOT, meshsim, serve_replicas, stop
 from tests.messages import chat, metrics
 
 Check = Callable[[list[Replica]], Awaitable[None]]
@@ -210,14 +210,7 @@ def test_serve_rejects_bad_options() -> None:
         (["--error-status", "NOPE"], "unknown gRPC status"),
         (["--error-status", "OK"], "cannot be OK"),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "meshsim", "serve", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = meshsim("serve", *args)
         assert result.returncode == 2
         assert message in result.stderr
 
@@ -264,10 +257,9 @@ async def _drain(call: Any) -> None:
 
 @pytest.mark.slow
 def test_serve_command_serves_metrics() -> None:
-    process = start("serve", "--port", "0", "--metrics", "127.0.0.1:0", "--grace", "0s")
+    process, (replica,) = serve_replicas(1, "--metrics", "127.0.0.1:0")
     try:
         assert process.stdout is not None
-        replica = process.stdout.readline().split(" on ")[1].strip()
         endpoint = process.stdout.readline().removeprefix("metrics on ").strip()
         with grpc.insecure_channel(replica) as channel:
             mesh_pb2_grpc.MeshServiceStub(channel).Process(mesh_pb2.ProcessRequest(), timeout=5)
@@ -276,13 +268,6 @@ def test_serve_command_serves_metrics() -> None:
         assert f'code="OK",method="/mesh.v1.MeshService/Process",replica="{replica}"' in scraped
     finally:
         stop(process)
-    refused = subprocess.run(
-        [sys.executable, "-m", "meshsim", "serve", "--metrics", "nine"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = meshsim("serve", "--metrics", "nine")
     assert refused.returncode == 2
     assert "--metrics" in refused.stderr

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -14,7 +12,7 @@ from rich.console import Console
 
 from meshsim.cli.health_view import calls_table, parse, quantile
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT, serve_replicas, start, stop
+from tests.conftest import meshsim, serve_replicas, start_proxy, stop
 
 
 def test_quantiles_interpolate_within_the_bucket_like_histogram_quantile() -> None:
@@ -51,21 +49,19 @@ def test_top_shows_a_running_proxy(tmp_path: Path) -> None:
             f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = [{endpoints}]\n[metrics]\nlisten = "127.0.0.1:0"\n',
             encoding="utf-8",
         )
-        live = start("live", str(config))
+        live, address = start_proxy(config)
         assert live.stdout is not None
-        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
         metrics = live.stdout.readline().removeprefix("metrics on ").strip()
         with grpc.insecure_channel(address) as channel:
             stub = mesh_pb2_grpc.MeshServiceStub(channel)
             for n in range(4):
                 stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5)
-        shown = subprocess.run(
-            [sys.executable, "-m", "meshsim", "top", metrics.removesuffix("/metrics"), "--once", "--interval", "0.2s"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        shown = meshsim(
+            "top",
+            metrics.removesuffix("/metrics"),
+            "--once",
+            "--interval",
+            "0.2s",
             env={**os.environ, "COLUMNS": "200"},  # wide enough that no cell wraps
         )
         assert shown.returncode == 0, shown.stderr
@@ -80,13 +76,6 @@ def test_top_shows_a_running_proxy(tmp_path: Path) -> None:
 
 
 def test_top_says_when_there_is_nothing_to_read() -> None:
-    shown = subprocess.run(
-        [sys.executable, "-m", "meshsim", "top", "127.0.0.1:1", "--once", "--interval", "0s"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    shown = meshsim("top", "127.0.0.1:1", "--once", "--interval", "0s")
     assert shown.returncode == 2
     assert "http://127.0.0.1:1/metrics: cannot read metrics" in shown.stderr
