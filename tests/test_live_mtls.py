@@ -215,6 +215,12 @@ def test_the_commands_refuse_missing_certificates(tmp_path: Path) -> None:
 # --- the proxy: mTLS on both sides, rotation under load ---------------------------------------
 
 
+# How long old connections drain after a rotation in these tests (30 s by default): each test
+# rotates twice, several drains apart, and runs on past the last one, so that the old
+# connections are closed while calls and health watches are still going.
+DRAIN = 1.0
+
+
 def test_rotation_under_load_through_the_proxy_drops_no_call(certs: Path) -> None:
     failures: list[str] = []
     done: dict[str, int] = {"calls": 0}
@@ -228,7 +234,7 @@ def test_rotation_under_load_through_the_proxy_drops_no_call(certs: Path) -> Non
             clusters=(Cluster(SERVICE_NAME, tuple(r.address for r in replicas), tls=True),),
             listen="127.0.0.1:0",
             health=HealthConfig(interval=0.2, timeout=0.5),
-            mtls=MtlsConfig.in_dir(certs),
+            mtls=attrs.evolve(MtlsConfig.in_dir(certs), drain=DRAIN),
         )
         ca, own = (certs / "ca.pem").read_bytes(), read_pair(certs, "client")
         try:
@@ -261,12 +267,14 @@ def test_rotation_under_load_through_the_proxy_drops_no_call(certs: Path) -> Non
                         nursery.start_soon(load)
                     serials.append(await presented())
                     for _ in range(2):
-                        await trio.sleep(0.7)
+                        await trio.sleep(3 * DRAIN)
                         authority.rotate_directory(certs)
                         new = serial_of((certs / "server.pem").read_bytes())
                         assert await presented() == new
                         serials.append(new)
-                    await trio.sleep(1.5)  # the proxy's channels to the replicas move to the new pair
+                    # The proxy's channels to the replicas move to the new pair, and the old ones
+                    # close under their health watches.
+                    await trio.sleep(3 * DRAIN)
                     nursery.cancel_scope.cancel()
                 assert replicas[0].certificates is not None and replicas[0].certificates.loads == 3
         finally:
@@ -329,3 +337,39 @@ def test_grpc_client_speaks_mtls_and_refuses_bad_files_at_once(certs: Path, tmp_
     assert len(replies) == 3
     with pytest.raises(TlsError, match=r"nowhere/ca\.pem: no such file"):
         live.GrpcClient(endpoints=["127.0.0.1:1"], tls=TlsFiles.in_dir(tmp_path / "nowhere", "client"))
+
+
+def test_grpc_client_outlives_rotations_and_their_drains(certs: Path) -> None:
+    failures: list[str] = []
+    replies: list[str] = []
+
+    async def check(replica: Replica) -> None:
+        client = live.GrpcClient(
+            endpoints=[replica.address],
+            tls=TlsFiles.in_dir(certs, "client"),
+            health=HealthConfig(interval=0.2, timeout=0.5),
+            rotation_drain=DRAIN,
+        )
+        async with client:
+
+            async def load() -> None:
+                while True:
+                    try:
+                        replies.append((await client.Process(mesh_pb2.ProcessRequest(request_id="r"))).replica)
+                    except live.RpcError as error:
+                        failures.append(str(error))
+                    await trio.sleep(0.01)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(load)
+                for _ in range(2):
+                    await trio.sleep(3 * DRAIN)
+                    authority.rotate_directory(certs)
+                await trio.sleep(3 * DRAIN)  # past the second drain: the old channels are closed
+                nursery.cancel_scope.cancel()
+            # Still watching health on the new channels: the replica is in use.
+            assert client.channel.balancer.endpoints[0].healthy
+
+    with_tls_replica(certs, check)
+    assert failures == []
+    assert len(replies) > 100

@@ -70,6 +70,8 @@ class MtlsConfig:
     server_key: Path
     client_cert: Path
     client_key: Path
+    # After a rotation, how long calls may go on over connections opened with the old pair.
+    drain: float = 30.0
 
     @classmethod
     def in_dir(cls, cert_dir: Path) -> MtlsConfig:
@@ -364,6 +366,7 @@ def _mtls(table: Table) -> MtlsConfig | None:
         server_key=path("server_key", base.server_key),
         client_cert=path("client_cert", base.client_cert),
         client_key=path("client_key", base.client_key),
+        drain=table.duration("drain", 30.0),
     )
     return config if enabled else None
 

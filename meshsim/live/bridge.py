@@ -63,8 +63,15 @@ def start(work: Awaitable[T], on_done: Callable[[asyncio.Future[T]], None]) -> a
     return task
 
 
+class HostCancelled(Exception):
+    """Asyncio work awaited from Trio was cancelled on the host loop's side, not by its Trio caller:
+    a grpc.aio call whose channel was closed under it, say. An Exception, unlike asyncio's
+    CancelledError, so that Trio code can handle it like any other failure of the work."""
+
+
 async def wait(work: Awaitable[T]) -> T:
-    """Await asyncio work from Trio; cancelling the Trio side cancels it."""
+    """Await asyncio work from Trio; cancelling the Trio side cancels it. Work cancelled on the
+    asyncio side raises HostCancelled."""
     event = trio.Event()
     task = start(work, lambda _: event.set())
     try:
@@ -72,6 +79,10 @@ async def wait(work: Awaitable[T]) -> T:
     except BaseException:
         task.cancel()
         raise
+    if task.cancelled():
+        # asyncio's CancelledError is a BaseException: left as it is, it would cancel whatever
+        # Trio task awaited the work, and its nursery with it.
+        raise HostCancelled(f"{type(work).__name__} was cancelled on the asyncio side")
     return task.result()
 
 

@@ -15,7 +15,6 @@ it stays with the replica that answered.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
@@ -34,7 +33,7 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
-from meshsim.live.security import ClientCertificates
+from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
@@ -81,10 +80,12 @@ class GrpcClient:
         seed: int | None = None,
         tls: TlsFiles | None = None,
         discovery: Discovery | None = None,
+        rotation_drain: float = ROTATION_DRAIN,
     ) -> None:
         """`tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
-        change while the client runs are picked up by new connections. `discovery`: where to find
-        the endpoints (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
+        change while the client runs are picked up by new connections, and calls on the old ones
+        have `rotation_drain` seconds to finish. `discovery`: where to find the endpoints
+        (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
         if not endpoints and discovery is None:
             raise ValueError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
         self.discovery = discovery
@@ -99,7 +100,7 @@ class GrpcClient:
         self.observer = observer or Observer()
         self._rng = random.Random(seed)
         # Checked now, so that a bad file is an error here and not a failed handshake later.
-        self.certificates = None if tls is None else ClientCertificates(tls)
+        self.certificates = None if tls is None else ClientCertificates(tls, rotation_drain)
         self._background = Background()
         self._transport: LiveTransport | None = None
         self._upstream: Upstream | None = None
@@ -311,8 +312,9 @@ class _MeshStream:
         except grpc.aio.AioRpcError as error:
             attempt.report(status_of(error))
             raise RpcError(status_of(error), self._details(error.details() or "")) from None
-        except asyncio.CancelledError:
-            # The call path ended the attempt (the call's deadline, the client closing).
+        except bridge.HostCancelled:
+            # The call path ended the attempt (the call's deadline, the client closing), or its
+            # channel closed under it (drained after a reconnect).
             raise RpcError(attempt.cancelled_with or StatusCode.CANCELLED, self._details(attempt.details)) from None
         attempt.report(StatusCode.OK)
 

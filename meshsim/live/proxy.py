@@ -112,7 +112,7 @@ class Proxy:
             if config.mtls is None:
                 raise ValueError(f"{cluster.label}: TLS to the replicas needs the mtls files")
             mtls = config.mtls
-            certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key))
+            certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key), mtls.drain)
         return Upstream(
             f"{config.name}/{cluster.label}" if len(config.clusters) > 1 else config.name,
             cluster.service,

@@ -25,6 +25,9 @@ from meshsim.tls.material import PemMaterial, TlsError, TlsFiles, load_client_ma
 
 _log = logging.getLogger(__name__)
 
+# How long calls in flight may go on over connections opened with certificates since rotated.
+ROTATION_DRAIN = 30.0
+
 Stamp = tuple[tuple[int, int, int] | None, ...]
 
 
@@ -87,10 +90,12 @@ class ServerCertificates(_CertificateFiles):
 
 
 class ClientCertificates(_CertificateFiles):
-    """A client's own pair and the CA it trusts."""
+    """A client's own pair and the CA it trusts; after a rotation, connections opened with the old
+    pair carry their calls in flight for at most `drain` seconds."""
 
-    def __init__(self, files: TlsFiles) -> None:
+    def __init__(self, files: TlsFiles, drain: float = ROTATION_DRAIN) -> None:
         super().__init__(files, load_client_material)
+        self.drain = drain
 
     def credentials(self) -> grpc.ChannelCredentials:
         material = self.material
@@ -112,16 +117,14 @@ class CertificateWatcher:
         certificates: ClientCertificates,
         transport: LiveTransport,
         interval: float = 1.0,
-        drain: float = 30.0,
     ) -> None:
         self.name = name
         self._certificates = certificates
         self._transport = transport
         self._interval = interval
-        self._drain = drain
 
     async def run(self) -> None:
         while True:
             await trio.sleep(self._interval)
             if self._certificates.reload():
-                self._transport.reconnect(self._drain)
+                self._transport.reconnect(self._certificates.drain)

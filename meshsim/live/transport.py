@@ -176,18 +176,23 @@ class LiveTransport:
         return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
-        stub = health_pb2_grpc.HealthStub(self.channels[endpoint])
+        channel = self.channels.get(endpoint)
+        if channel is None:
+            return HealthStatus.UNREACHABLE  # discovery removed it while the probe was due
+        stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = await bridge.wait(stub.Check(health_pb2.HealthCheckRequest(service=service)))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return HealthStatus.SERVICE_UNKNOWN
             return HealthStatus.UNREACHABLE
+        except bridge.HostCancelled:
+            return HealthStatus.UNREACHABLE  # its channel closed under it (replaced, or removed)
         return _serving_status(answer.status)
 
     async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
-        channel = self.channels[endpoint]
-        while True:
+        channel = self.channels.get(endpoint)
+        while channel is not None:
             call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service))
             try:
                 while True:
@@ -197,6 +202,8 @@ class LiveTransport:
                         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                             raise WatchUnsupported(endpoint) from None
                         break
+                    except bridge.HostCancelled:
+                        break  # its channel was closed: a drained one after a reconnect, or a removed one
                     if answer is grpc.aio.EOF:
                         break
                     yield _serving_status(answer.status)
@@ -205,7 +212,7 @@ class LiveTransport:
             # A stream cut because its channel was replaced (reconnect) follows the new channel:
             # the endpoint did not fail.
             current = self.channels.get(endpoint)
-            if current is None or current is channel:
+            if current is channel:
                 return
             channel = current
 
