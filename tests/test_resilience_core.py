@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import math
 import random
+import sys
+from collections.abc import Callable
+from types import FrameType
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -279,6 +283,181 @@ def test_failure_status_codes_are_configurable() -> None:
     assert feed(cb, [FAIL] * 10) == [None] * 10  # UNAVAILABLE no longer counts
     # Window of 10: [5 x UNAVAILABLE, 5 x CANCELLED] is 50%.
     assert feed(cb, [StatusCode.CANCELLED] * 5) == [None] * 4 + [OPEN]
+
+
+def window_counts(cb: CircuitBreaker, now: float) -> tuple[int, int, int]:
+    snapshot = cb.snapshot(now)
+    return snapshot.calls, snapshot.failed_calls, snapshot.slow_calls
+
+
+def test_time_window_buckets_are_whole_seconds_as_in_resilience4j() -> None:
+    cb = breaker(window_type="time", window_size=3, minimum_calls=100)  # never opens: only counts
+    for now, status, duration in [(10.0, FAIL, 0.01), (10.999, OK, 0.01), (11.5, FAIL, 0.01), (12.999, OK, 2.0)]:
+        assert cb.record(now, status, duration) is None
+    assert window_counts(cb, 12.999) == (4, 2, 1)  # seconds 10, 11 and 12
+    # At 13.0 second 10 leaves, both its calls at once, although the one at 10.999 is only 2.001 s old.
+    assert window_counts(cb, 13.0) == (2, 1, 1)
+    assert window_counts(cb, 13.999) == (2, 1, 1)
+    assert window_counts(cb, 14.0) == (1, 0, 1)  # second 11 leaves
+    assert window_counts(cb, 15.0) == (0, 0, 0)  # and second 12
+    # A gap longer than the window: recording starts again from nothing.
+    assert cb.record(100.25, FAIL, 0.01) is None
+    assert window_counts(cb, 100.25) == (1, 1, 0)
+
+
+def test_time_window_decides_on_whole_seconds() -> None:
+    cb = breaker(window_type="time", window_size=3, minimum_calls=2, failure_rate_threshold=100.0)
+    assert cb.record(0.9, FAIL, 0.01) is None
+    # 3.0 is in second 3: second 0 has left the window, so this is one call of the two needed
+    # (a window of exactly the last 3.0 s would still hold the call at 0.9).
+    assert cb.record(3.0, FAIL, 0.01) is None
+    assert cb.record(3.5, FAIL, 0.01) is OPEN
+    cb = breaker(window_type="time", window_size=3, minimum_calls=2, failure_rate_threshold=100.0)
+    assert cb.record(0.0, FAIL, 0.01) is None
+    assert cb.record(2.999, FAIL, 0.01) is OPEN  # seconds 0 to 2: both in the window
+
+
+def lines_run(work: Callable[[], object]) -> int:
+    """How many lines of Python `work()` runs: a count of work done, not a timing."""
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: object) -> Callable[..., object]:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        work()
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+@pytest.mark.parametrize("window_type", ["count", "time"])
+def test_recording_costs_the_same_whatever_the_window_size(window_type: str) -> None:
+    rate = 20  # calls a second; one in ten fails, so the breaker never opens
+
+    def cost(window_size: int) -> int:
+        cb = breaker(window_type=window_type, window_size=window_size, minimum_calls=1)
+        calls = iter(range(1_000_000))
+
+        def record(count: int) -> None:
+            for _ in range(count):
+                i = next(calls)
+                cb.record(i / rate, FAIL if i % 10 == 9 else OK, 0.01)
+
+        record(rate * 100 + 40)  # fills a window of 100 calls or 100 seconds
+        cost = lines_run(lambda: record(rate * 10))  # ten more seconds: ten buckets leave a time window
+        assert cb.state is CLOSED
+        return cost
+
+    small, large = cost(5), cost(100)
+    assert large <= small * 1.1
+
+
+class NaiveBreaker:
+    """The breaker as resilience4j describes it, the slow way: every outcome kept, and the
+    window and its rates counted again from scratch whenever they are needed."""
+
+    def __init__(self, config: BreakerConfig) -> None:
+        self.config = config
+        self.state = CLOSED
+        self.outcomes: list[tuple[int, bool, bool]] = []  # (epoch second, failed, slow)
+        self.opened_at = 0.0
+        self.permits = 0
+        self.half_open: list[tuple[bool, bool]] = []
+
+    def window(self, now: float) -> list[tuple[bool, bool]]:
+        size = self.config.window_size
+        if self.config.window_type == "count":
+            return [(failed, slow) for _, failed, slow in self.outcomes[-size:]]
+        return [(failed, slow) for second, failed, slow in self.outcomes if second > math.floor(now) - size]
+
+    def try_acquire(self, now: float) -> tuple[bool, BreakerState | None]:
+        moved = None
+        if self.state is OPEN and now - self.opened_at >= self.config.wait_duration_in_open:
+            moved = self.enter(HALF_OPEN, now)
+        if self.state is CLOSED:
+            return True, moved
+        if self.state is HALF_OPEN and self.permits > 0:
+            self.permits -= 1
+            return True, moved
+        return False, moved
+
+    def record(self, now: float, status: StatusCode, duration: float) -> BreakerState | None:
+        config = self.config
+        outcome = (status in config.failure_status_codes, duration >= config.slow_call_duration)
+        if self.state is HALF_OPEN:
+            self.half_open.append(outcome)
+            if len(self.half_open) < config.permitted_calls_in_half_open:
+                return None
+            return self.enter(OPEN if self.over(self.half_open) else CLOSED, now)
+        if self.state is OPEN:
+            return None
+        self.outcomes.append((math.floor(now), *outcome))
+        window = self.window(now)
+        needed = config.minimum_calls if config.window_type == "time" else min(config.minimum_calls, config.window_size)
+        if len(window) >= needed and self.over(window):
+            return self.enter(OPEN, now)
+        return None
+
+    def over(self, outcomes: list[tuple[bool, bool]]) -> bool:
+        failure_rate = 100.0 * sum(failed for failed, _ in outcomes) / len(outcomes)
+        slow_rate = 100.0 * sum(slow for _, slow in outcomes) / len(outcomes)
+        return failure_rate >= self.config.failure_rate_threshold or slow_rate >= self.config.slow_call_rate_threshold
+
+    def enter(self, state: BreakerState, now: float) -> BreakerState:
+        self.state = state
+        self.outcomes = []
+        self.half_open = []
+        if state is OPEN:
+            self.opened_at = now
+        elif state is HALF_OPEN:
+            self.permits = self.config.permitted_calls_in_half_open
+        return state
+
+
+breaker_configs = st.builds(
+    BreakerConfig,
+    window_type=st.sampled_from(["count", "time"]),
+    window_size=st.integers(1, 6),
+    minimum_calls=st.integers(1, 8),
+    failure_rate_threshold=st.sampled_from([25.0, 50.0, 75.0, 100.0]),
+    slow_call_rate_threshold=st.sampled_from([50.0, 100.0]),
+    slow_call_duration=st.just(1.0),
+    wait_duration_in_open=st.just(3.0),
+    permitted_calls_in_half_open=st.integers(1, 3),
+)
+breaker_steps = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.0, 0.25, 0.5, 0.999, 1.0, 2.0, 7.0]),  # time since the step before
+        st.booleans(),  # ask for a permit first
+        st.sampled_from([OK, FAIL, StatusCode.CANCELLED]),
+        st.sampled_from([0.1, 1.0]),  # duration: fast or slow
+    ),
+    max_size=120,
+)
+
+
+@given(breaker_configs, breaker_steps, st.floats(0.0, 1e6))
+@settings(max_examples=300, deadline=None)
+def test_breaker_agrees_with_a_naive_reference(
+    config: BreakerConfig, steps: list[tuple[float, bool, StatusCode, float]], start: float
+) -> None:
+    cb, reference = CircuitBreaker(config), NaiveBreaker(config)
+    now = start
+    for elapsed, acquire, status, duration in steps:
+        now += elapsed
+        if acquire:
+            assert cb.try_acquire(now) == reference.try_acquire(now)
+        assert cb.record(now, status, duration) == reference.record(now, status, duration)
+        assert cb.state is reference.state
+        window = reference.window(now)
+        expected = (len(window), sum(failed for failed, _ in window), sum(slow for _, slow in window))
+        assert window_counts(cb, now) == expected
 
 
 # --------------------------------------------------------------------------- outlier detection
@@ -705,6 +884,38 @@ def test_backoff_with_partial_jitter() -> None:
     assert policy.backoff(2, FixedRandom(0.5)) == 2.0 * (1.0 - 0.25 * 0.5)
     rng = random.Random(3)
     assert all(1.5 < policy.backoff(2, rng) <= 2.0 for _ in range(200))
+
+
+@pytest.mark.parametrize("multiplier", [2.0, 1e200, 1e308, math.inf])
+def test_backoff_with_a_huge_multiplier_or_step_stops_at_max_backoff(multiplier: float) -> None:
+    policy = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, backoff_multiplier=multiplier, jitter=0.0)
+    rng = random.Random(1)
+    assert policy.backoff(1, rng) == 0.01
+    for step in (4, 5, 100, 10_000, 10**9):
+        assert policy.backoff(step, rng) == 0.05
+    jittered = attrs.evolve(policy, jitter=1.0)
+    assert all(0.0 < jittered.backoff(step, rng) <= 0.05 for step in (2, 3, 10**9) for _ in range(50))
+
+
+@given(
+    st.floats(1e-6, 10.0),
+    st.floats(1.0, 1e6),
+    st.floats(min_value=0.0, exclude_min=True, allow_nan=False),
+    st.integers(1, 10**6),
+)
+@settings(max_examples=300, deadline=None)
+def test_backoff_is_always_a_finite_wait_within_max_backoff(
+    initial: float, spread: float, multiplier: float, step: int
+) -> None:
+    policy = RetryPolicy(
+        initial_backoff=initial, max_backoff=initial * spread, backoff_multiplier=multiplier, jitter=0.0
+    )
+    rng = random.Random(0)
+    wait = policy.backoff(step, rng)
+    assert 0.0 <= wait <= policy.max_backoff
+    if multiplier >= 1.0:
+        assert policy.backoff(step, rng) <= policy.backoff(step + 1, rng)  # it grows, up to the cap
+        assert wait >= initial
 
 
 @pytest.mark.parametrize(("configured", "effective"), [(1, 1), (2, 2), (3, 3), (5, 5), (6, 5), (100, 5)])

@@ -44,8 +44,22 @@ class RetryPolicy:
         return min(self.max_attempts, MAX_ATTEMPTS_CAP)
 
     def backoff(self, step: int, rng: random.Random) -> float:
-        """The wait before retry number `step` counted since the last pushback (1 = the first)."""
-        ceiling = min(self.initial_backoff * self.backoff_multiplier ** (step - 1), self.max_backoff)
+        """The wait before retry number `step` counted since the last pushback (1 = the first).
+
+        Never raises: growth that would overflow a float (a multiplier of 1e200, a huge
+        step) is simply past `max_backoff`, which is the ceiling then.
+        """
+        ceiling = self.initial_backoff
+        cap = self.max_backoff
+        multiplier = self.backoff_multiplier
+        # Once at the cap, growth changes nothing: skip it (a multiplier below 1 still shrinks).
+        if step > 1 and ceiling > 0.0 and (ceiling < cap or multiplier < 1.0):
+            try:
+                ceiling *= multiplier ** (step - 1)
+            except OverflowError:  # only growth overflows, and grown that far it is past the cap
+                ceiling = cap
+        if not ceiling <= cap:  # also an inf, or a nan from inf * 0
+            ceiling = cap
         return ceiling * (1.0 - self.jitter * rng.random()) if self.jitter else ceiling
 
 
