@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import grpc
@@ -11,7 +12,10 @@ import pytest
 from rich.console import Console
 
 from meshsim.cli.health_view import calls_table, parse, quantile
+from meshsim.live.metrics import MeshMetrics
+from meshsim.live.server_metrics import ServerMetrics
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+from meshsim.runtime.observer import Observer
 from tests.conftest import meshsim, serve_replicas, start_proxy, stop
 
 
@@ -79,3 +83,24 @@ def test_top_says_when_there_is_nothing_to_read() -> None:
     shown = meshsim("top", "127.0.0.1:1", "--once", "--interval", "0s")
     assert shown.returncode == 2
     assert "http://127.0.0.1:1/metrics: cannot read metrics" in shown.stderr
+
+
+def help_lines(exposition: bytes) -> dict[str, str]:
+    return {
+        line.split(" ", 3)[2]: line.split(" ", 3)[3]
+        for line in exposition.decode().splitlines()
+        if line.startswith("# HELP ")
+    }
+
+
+def test_every_help_line_reads_as_a_sentence_for_callers_and_replicas() -> None:
+    callers = help_lines(MeshMetrics(Observer()).exposition())
+    replicas = help_lines(ServerMetrics().exposition())
+    assert callers["grpc_requests_total"] == "Calls made, by the status they ended with."
+    assert callers["grpc_request_duration_seconds"] == "Seconds from a call's start to its end, every attempt included."
+    assert replicas["grpc_requests_total"] == "Calls this replica answered, by the status it gave."
+    assert replicas["grpc_request_duration_seconds"] == "Seconds this replica took to answer a call."
+    for text in (*callers.values(), *replicas.values()):
+        assert text[0].isupper() or text[0].isdigit()
+        assert text.endswith(".")
+        assert not re.search(r"\b(\w+) \1\b", text, re.IGNORECASE), text  # "Calls calls made"

@@ -36,19 +36,23 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 def request_metrics(
-    registry: prometheus_client.CollectorRegistry, caller: str, whose: str
+    registry: prometheus_client.CollectorRegistry, caller: str, calls_help: str, duration_help: str
 ) -> tuple[prometheus_client.Counter, prometheus_client.Histogram]:
     """grpc_requests_total and grpc_request_duration_seconds, labelled by `caller` (client or replica),
-    service, method (and code): the same two series for a caller's view and a server's."""
+    service, method (and code): the same two series for a caller's view and a server's.
+
+    The help texts are whole sentences from each side: pieced together from fragments
+    they read "Calls calls made".
+    """
     requests = prometheus_client.Counter(
         "grpc_requests_total",
-        f"Calls {whose}, by the status they ended with.",
+        calls_help,
         [caller, "service", "method", "code"],
         registry=registry,
     )
     duration = prometheus_client.Histogram(
         "grpc_request_duration_seconds",
-        f"How long the calls {whose} took, start to end.",
+        duration_help,
         [caller, "service", "method"],
         buckets=DURATION_BUCKETS,
         registry=registry,
@@ -61,7 +65,12 @@ class MeshMetrics:
 
     def __init__(self, observer: Observer, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
-        self._requests, self._duration = request_metrics(self.registry, "client", "calls made")
+        self._requests, self._duration = request_metrics(
+            self.registry,
+            "client",
+            "Calls made, by the status they ended with.",
+            "Seconds from a call's start to its end, every attempt included.",
+        )
         self._upstreams = _Upstreams()
         self.registry.register(self._upstreams)
         observer.subscribe(RequestFinished, self._finished)

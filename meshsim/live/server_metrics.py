@@ -27,7 +27,12 @@ class ServerMetrics:
 
     def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
-        self._requests, self._duration = request_metrics(self.registry, "replica", "answered")
+        self._requests, self._duration = request_metrics(
+            self.registry,
+            "replica",
+            "Calls this replica answered, by the status it gave.",
+            "Seconds this replica took to answer a call.",
+        )
         self._health = prometheus_client.Gauge(
             "grpc_endpoint_health",
             "1 while the replica reports SERVING for the service, else 0.",
