@@ -189,3 +189,24 @@ def test_a_busy_listen_port_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"the proxy cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_listen_port_held_by_another_grpc_server_is_a_clear_error(tmp_path: Path) -> None:
+    """gRPC servers set SO_REUSEPORT: without turning it off, a second proxy would start on a
+    port a gRPC server holds and take half of its calls."""
+
+    async def main() -> None:
+        holder = grpc.aio.server()
+        port = holder.add_insecure_port("127.0.0.1:0")
+        await holder.start()
+        try:
+            config = tmp_path / "taken.toml"
+            config.write_text(f'[proxy]\nlisten = "127.0.0.1:{port}"\nendpoints = ["127.0.0.1:1"]\n', encoding="utf-8")
+            result = await asyncio.to_thread(meshsim, "live", str(config))
+            assert result.returncode == 2
+            assert f"the proxy cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "Traceback" not in result.stderr
+        finally:
+            await holder.stop(0)
+
+    asyncio.run(main())

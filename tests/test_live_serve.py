@@ -271,3 +271,27 @@ def test_serve_command_serves_metrics() -> None:
     refused = meshsim("serve", "--metrics", "nine")
     assert refused.returncode == 2
     assert "--metrics" in refused.stderr
+
+
+@pytest.mark.slow
+def test_a_port_held_by_another_grpc_server_is_refused() -> None:
+    """gRPC servers set SO_REUSEPORT, so a port another gRPC server holds can be bound again unless
+    meshsim turns that off: then calls would land on either process."""
+
+    async def main() -> None:
+        holder = grpc.aio.server()
+        port = holder.add_insecure_port("127.0.0.1:0")
+        await holder.start()
+        try:
+            with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await start_replicas(ServeConfig(port=port))
+            result = await asyncio.to_thread(meshsim, "serve", "--port", str(port))
+            assert result.returncode == 2, result.stdout
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            # Asked for, sharing works (as SO_REUSEPORT does for a pool of processes).
+            (shared,) = await start_replicas(ServeConfig(port=port, reuse_port=True))
+            await stop_replicas([shared], 0)
+        finally:
+            await holder.stop(0)
+
+    asyncio.run(main())

@@ -30,6 +30,13 @@ from meshsim.cli.app import Application
 @click.option("--cert", "cert_file", type=click.Path(dir_okay=False), help="The server certificate.")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="The server's private key.")
 @click.option("--metrics", "metrics_listen", metavar="HOST:PORT", help="Serve Prometheus /metrics here (e.g. :9090).")
+@click.option(
+    "--keepalive-min-time",
+    default="1s",
+    show_default=True,
+    help="Accept HTTP/2 keepalive pings this often (a gRPC server's default is 5m).",
+)
+@click.option("--reuse-port", is_flag=True, help="Share the ports with other servers already on them (SO_REUSEPORT).")
 @click.pass_obj
 def serve(
     app: Application,
@@ -45,6 +52,8 @@ def serve(
     cert_file: str | None,
     key_file: str | None,
     metrics_listen: str | None,
+    keepalive_min_time: str,
+    reuse_port: bool,
 ) -> None:
     """Serve mesh.v1.MeshService, grpc.health.v1 and reflection until SIGINT or SIGTERM."""
     import asyncio
@@ -89,6 +98,8 @@ def serve(
         faults=ServerFaults(duration("--latency", latency), error_rate, status),
         tls=tls,
         metrics_listen=_metrics_address(metrics_listen),
+        keepalive_min_time=duration("--keepalive-min-time", keepalive_min_time),
+        reuse_port=reuse_port,
     )
 
     def announce(replica: Replica) -> None:

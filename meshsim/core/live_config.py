@@ -145,6 +145,8 @@ class ProxyConfig:
     idle_timeout: float | None = None
     # How long calls in flight may take to finish when the proxy stops.
     shutdown_grace: float = 5.0
+    # Share the listening port with other processes (SO_REUSEPORT), as gRPC servers do unless told not to.
+    reuse_port: bool = False
     mtls: MtlsConfig | None = None
     # Where Prometheus scrapes /metrics ("host:port"), or nowhere.
     metrics_listen: str | None = None
@@ -226,6 +228,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         max_message_bytes=proxy.integer("max_message_bytes", None, minimum=1),
         idle_timeout=proxy.duration("idle_timeout", None, positive=True),
         shutdown_grace=proxy.duration("shutdown_grace", 5.0),
+        reuse_port=proxy.boolean("reuse_port", False),
         keepalive=keepalive,
         mtls=mtls,
         metrics_listen=optional_table(top, "metrics", _metrics),
@@ -289,6 +292,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
     _unique_services(top, clusters, key="services")
     proxy = top.table("proxy", None)
     listen = "127.0.0.1:50050" if proxy is None else _address(proxy, "listen", "127.0.0.1:50050")
+    reuse_port = False if proxy is None else proxy.boolean("reuse_port", False)
     if proxy is not None:
         proxy.done()
     balancer, health = BalancerConfig(), HealthConfig(interval=1.0, timeout=0.5)
@@ -332,6 +336,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         health=health,
         policies=policies,
         idle_timeout=idle_timeout,
+        reuse_port=reuse_port,
         mtls=mtls,
         metrics_listen=metrics_listen,
     )

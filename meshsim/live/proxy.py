@@ -52,6 +52,9 @@ _HOP_HEADERS = frozenset({"grpc-timeout", "content-type", "te", "user-agent", "g
 # Per-method policies and handlers are worked out once per method name; a client sending
 # endless made-up names must not grow the caches without bound.
 _POLICY_CACHE_SIZE = 1024
+# How early a caller's cancellation may come and still be its deadline passing (the two clocks
+# that time it, the listener's and the call path's, are not the same timer).
+_DEADLINE_SLACK = 0.02
 
 
 def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], ...]:
@@ -68,12 +71,20 @@ def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], 
             ("grpc.keepalive_time_ms", int(keepalive.time * 1000)),
             ("grpc.keepalive_timeout_ms", int(keepalive.timeout * 1000)),
             ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+            # gRPC stops pinging after two pings with no data between them, which is all a
+            # connection carrying only a quiet health Watch sends: keepalive would stop
+            # noticing a hung replica just when it is the only thing that could.
+            ("grpc.http2.max_pings_without_data", 0),
         ]
         if listener:
             # Let clients ping as often as the proxy itself does, or the listener sends them GOAWAY.
             options.append(("grpc.http2.min_ping_interval_without_data_ms", int(keepalive.time * 1000)))
     if config.idle_timeout is not None and not listener:
         options.append(("grpc.client_idle_timeout_ms", int(config.idle_timeout * 1000)))
+    if listener:
+        # gRPC servers share their port by default: a second proxy on this address would take half
+        # of the first one's calls instead of failing to start.
+        options.append(("grpc.so_reuseport", int(config.reuse_port)))
     return tuple(options)
 
 
@@ -371,8 +382,17 @@ def _details(event: RequestFinished, attempt: object) -> str:
 
 
 def _cancel(run: CallRun | None) -> None:
-    """The proxied call is over on the caller's side: a call still going ends CANCELLED."""
-    if run is not None and not run.done:
+    """The proxied call is over on the caller's side: a call still going ends CANCELLED, or, when
+    the caller's deadline is what ended it, DEADLINE_EXCEEDED, as its attempts do: a call that ran
+    out of time on a replica is a failure of that replica for outlier detection and breakers."""
+    if run is None or run.done:
+        return
+    deadline = run.deadline_at
+    # grpc cancels the handler when the caller's deadline passes, at about the time the attempt's
+    # own deadline (the same one) would have ended it.
+    if deadline is not None and run.channel.timers.now() >= deadline - _DEADLINE_SLACK:
+        run.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
+    else:
         run.finish(StatusCode.CANCELLED)
 
 

@@ -41,6 +41,12 @@ class ServeConfig:
     tls: TlsFiles | None = None
     # Where Prometheus scrapes the replicas' /metrics ("host:port"), or nowhere.
     metrics_listen: str | None = None
+    # Keepalive pings are welcome this often, with or without calls: a default gRPC server
+    # allows one every 5 minutes and answers more with GOAWAY too_many_pings.
+    keepalive_min_time: float = 1.0
+    # Share the port with other processes listening on it (SO_REUSEPORT): off, so that a second
+    # `meshsim serve` on a port in use is an error instead of silently taking half its calls.
+    reuse_port: bool = False
 
 
 class Replica:
@@ -53,6 +59,8 @@ class Replica:
         faults: ServerFaults,
         tls: TlsFiles | None = None,
         metrics: ServerMetrics | None = None,
+        keepalive_min_time: float = 1.0,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -63,6 +71,8 @@ class Replica:
         self.health = health.aio.HealthServicer()
         self.servicer: MeshServicer | None = None
         self.metrics = metrics
+        self.keepalive_min_time = keepalive_min_time
+        self.reuse_port = reuse_port
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -76,7 +86,7 @@ class Replica:
             except TlsError as error:
                 raise ServeError(str(error)) from None
         counting = None if self.metrics is None else self.metrics.interceptor()
-        server = grpc.aio.server(interceptors=() if counting is None else (counting,))
+        server = grpc.aio.server(interceptors=() if counting is None else (counting,), options=self._options())
         address = f"{self.host}:{self.requested_port}"
         try:
             if self.certificates is None:
@@ -104,6 +114,14 @@ class Replica:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._report_health(serving=True)
 
+    def _options(self) -> tuple[tuple[str, int], ...]:
+        return (
+            ("grpc.http2.min_ping_interval_without_data_ms", int(self.keepalive_min_time * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # gRPC servers share their port by default; a port held by another server must be an error.
+            ("grpc.so_reuseport", int(self.reuse_port)),
+        )
+
     async def stop(self, grace: float) -> None:
         if self._server is None:
             return
@@ -125,7 +143,15 @@ async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = No
         for index in range(config.replicas):
             port = config.port + index if config.port else 0
             # Each replica its own copy, so that chaos can single one out.
-            replica = Replica(config.host, port, attrs.evolve(config.faults), config.tls, metrics)
+            replica = Replica(
+                config.host,
+                port,
+                attrs.evolve(config.faults),
+                config.tls,
+                metrics,
+                config.keepalive_min_time,
+                config.reuse_port,
+            )
             await replica.start()
             replicas.append(replica)
     except BaseException:

@@ -2,8 +2,9 @@
 
 It prefers grpc.health.v1 Watch where the transport offers it: the endpoint pushes
 each change, which counts at once (as in gRPC's client health checking). A broken
-stream makes the endpoint unhealthy until a new Watch answers; an endpoint without
-Watch is polled with Check every `interval`, with the thresholds.
+stream makes the endpoint unhealthy until a new Watch answers, and a stream silent for
+an interval is backed by a Check (a hung endpoint answers neither). An endpoint
+without Watch is polled with Check every `interval`, with the thresholds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class HealthChecker:
         self._transport = transport
         self._balancer = balancer
         self._rng = rng
+        self._heard = 0.0  # when the Watch stream last pushed a status
 
     def next_wait(self) -> float:
         jitter = self.config.jitter
@@ -64,12 +66,39 @@ class HealthChecker:
 
     async def _watch(self) -> None:
         """Follow Watch streams until the endpoint says it has none (WatchUnsupported)."""
-        watch = self._transport.watch_health  # type: ignore[attr-defined]
         while True:
-            # Closed here, not by the garbage collector, when the checker is cancelled mid-stream.
-            async with contextlib.aclosing(watch(self.endpoint, self.service)) as statuses:
-                async for status in statuses:
-                    await self._balancer.send(HealthReported(self.endpoint, status))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._probe_while_silent)
+                supported = await self._follow_watch()
+                nursery.cancel_scope.cancel()
+            if not supported:
+                return
             # The stream ended or broke: unhealthy until a new one says otherwise.
             await self._balancer.send(HealthReported(self.endpoint, HealthStatus.UNREACHABLE))
             await trio.sleep(self.next_wait())
+
+    async def _follow_watch(self) -> bool:
+        """Report what one Watch stream pushes until it ends; False when the endpoint has no Watch."""
+        watch = self._transport.watch_health  # type: ignore[attr-defined]
+        try:
+            # Closed here, not by the garbage collector, when the checker is cancelled mid-stream.
+            async with contextlib.aclosing(watch(self.endpoint, self.service)) as statuses:
+                async for status in statuses:
+                    self._heard = trio.current_time()
+                    await self._balancer.send(HealthReported(self.endpoint, status))
+        except WatchUnsupported:
+            return False
+        return True
+
+    async def _probe_while_silent(self) -> None:
+        """A Watch pushes only changes, and a hung endpoint keeps its connection and its stream open
+        while saying nothing. So a stream that has pushed nothing for an interval (its first answer
+        included) is backed by a Check, with the timeout and the thresholds, as Envoy's checker
+        probes: a hung endpoint is taken out as a polled one is."""
+        self._heard = trio.current_time()
+        while True:
+            await trio.sleep(self.next_wait())
+            if trio.current_time() - self._heard < self.config.interval:
+                continue
+            status = await self.probe()
+            await self._balancer.send(HealthProbed(self.endpoint, status))
