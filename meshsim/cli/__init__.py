@@ -8,6 +8,7 @@ from meshsim import __version__
 from meshsim.cli.app import Application
 from meshsim.cli.certs import certs
 from meshsim.cli.live import live_command
+from meshsim.cli.logs import configure_logging
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
 from meshsim.cli.top import top
@@ -20,6 +21,8 @@ from meshsim.cli.validate import validate
 def main(ctx: click.Context) -> None:
     """Simulate and run gRPC service meshes: load balancing, health checks and failures."""
     ctx.obj = Application()
+    # Here, before any command imports grpc: gRPC core reads its logging settings only then.
+    ctx.with_resource(configure_logging())
 
 
 main.add_command(run)
