@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import pytest
+import trio
+import trio.testing
 
+from meshsim.core.calls import CallSpec
+from meshsim.core.endpoint import Endpoint
 from meshsim.core.events import AttemptFinished, AttemptKind, RequestFinished, RetryRefused
+from meshsim.core.health import HealthConfig
+from meshsim.core.pickers import BalancerConfig
+from meshsim.core.policies import CallPolicies
 from meshsim.core.report import Report
+from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.scenario_loader import load_scenario
-from meshsim.core.status import StatusCode
+from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.observer import Observer
+from meshsim.runtime.timers import TimerQueue
+from meshsim.runtime.transport import OnDone
 from meshsim.sim.runner import run_scenario
 
 HEADER = """\
@@ -448,3 +463,188 @@ rate = 1.0
     fast = [c for c in log.calls if c.attempts == 0]
     assert fast
     assert all(c.status is StatusCode.UNAVAILABLE and c.finished == c.started for c in fast)
+
+
+def test_a_backoff_multiplier_too_large_for_a_float_waits_max_backoff(write_scenario: Callable[[str], Path]) -> None:
+    # 1e200 ** 2 overflows a float: the scenario still runs, each wait simply stops at max_backoff.
+    log = simulate(
+        write_scenario,
+        """
+[health]
+enabled = false
+
+[retry]
+max_attempts = 5
+initial_backoff = "10ms"
+max_backoff = "50ms"
+backoff_multiplier = 1e200
+jitter = 0
+
+[[client]]
+name = "c"
+concurrency = 1
+
+[[fault]]
+at = "0s"
+action = "errors"
+target = "api"
+rate = 1.0
+""",
+        duration="1s",
+    )
+    calls = [c for c in log.calls if c.started > 0]  # the first call starts before the fault
+    assert len(calls) >= 4
+    assert {(c.status, c.attempts) for c in calls} == {(StatusCode.UNAVAILABLE, 5)}
+    # One caller: the attempts of each call follow one another, five by five.
+    later = [a for a in log.attempts if a.started > 0]
+    for call, attempts in zip(calls, [later[i : i + 5] for i in range(0, len(later), 5)], strict=True):
+        waits = [round(later.started - earlier.finished, 9) for earlier, later in itertools.pairwise(attempts)]
+        assert waits == [0.01, 0.05, 0.05, 0.05]
+        assert attempts[0].started == call.started and attempts[-1].finished == call.finished
+
+
+# --- an exception on the call path -------------------------------------------------------
+
+
+class ScriptedAttempt:
+    def __init__(self, on_done: OnDone, cancel_error: Exception | None) -> None:
+        self.on_done = on_done
+        self.cancel_error = cancel_error
+        self.ended = False
+
+    def end(self, status: StatusCode) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_done(status, None)
+
+    def cancel(self, status: StatusCode) -> None:
+        if self.cancel_error is not None:
+            raise self.cancel_error
+        self.end(status)
+
+
+class Scripted:
+    """A transport whose attempts end a millisecond after they start with the next status of `script`;
+    an exception in the script is raised by start_call instead. Handles raise `cancel_error` when cancelled."""
+
+    def __init__(
+        self, timers: TimerQueue, script: list[StatusCode | Exception], cancel_error: Exception | None = None
+    ) -> None:
+        self.timers = timers
+        self.script = script
+        self.cancel_error = cancel_error
+
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> ScriptedAttempt:
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        attempt = ScriptedAttempt(on_done, self.cancel_error)
+        self.timers.call_at(self.timers.now() + 0.001, attempt.end, outcome)
+        return attempt
+
+    async def check_health(self, endpoint: str, service: str) -> HealthStatus:
+        return HealthStatus.SERVING
+
+
+@attrs.frozen
+class BrokenBackoff(RetryPolicy):
+    def backoff(self, step: int, rng: random.Random) -> float:
+        raise ArithmeticError("no wait can be computed")
+
+
+RETRY_NOW = RetryPolicy(max_attempts=3, initial_backoff=0.01, jitter=0.0)
+METHOD = "/mesh.v1.MeshService/Process"
+
+
+@attrs.frozen
+class Failure:
+    where: str
+    script: list[StatusCode | Exception]
+    policies: CallPolicies = attrs.field(factory=CallPolicies)
+    deadline: float | None = None
+    cancel_error: Exception | None = None
+    attempts: tuple[StatusCode, ...] = (StatusCode.INTERNAL,)
+
+
+FAILURES = [
+    Failure("the first attempt", [RuntimeError("the transport broke")]),
+    Failure(
+        "a retry",
+        [StatusCode.UNAVAILABLE, RuntimeError("the transport broke")],
+        CallPolicies(retry=RETRY_NOW),
+        attempts=(StatusCode.UNAVAILABLE, StatusCode.INTERNAL),
+    ),
+    Failure(
+        "a hedge",
+        [StatusCode.OK, RuntimeError("the transport broke")],
+        CallPolicies(hedging=HedgingPolicy(max_attempts=2, hedging_delay=0.0005)),
+        # The hedge fails as it starts; the first attempt, still running, is called off.
+        attempts=(StatusCode.INTERNAL, StatusCode.INTERNAL),
+    ),
+    Failure(
+        "the backoff",
+        [StatusCode.UNAVAILABLE],
+        CallPolicies(retry=BrokenBackoff(max_attempts=3)),
+        attempts=(StatusCode.UNAVAILABLE,),
+    ),
+    Failure(
+        "the deadline",
+        [StatusCode.OK],
+        CallPolicies(retry=RETRY_NOW),
+        deadline=0.0005,
+        cancel_error=RuntimeError("the transport cannot cancel"),
+        attempts=(StatusCode.OK,),  # the attempt the deadline could not cancel ends on its own
+    ),
+]
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=[f.where for f in FAILURES])
+def test_an_exception_on_the_call_path_ends_the_call_internal(
+    failure: Failure, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = Observer()
+    calls: list[RequestFinished] = []
+    attempts: list[AttemptFinished] = []
+    observer.subscribe(RequestFinished, calls.append)
+    observer.subscribe(AttemptFinished, attempts.append)
+    delivered: list[RequestFinished] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            timers = TimerQueue()
+            nursery.start_soon(timers.run)
+            balancer = Balancer(
+                "b",
+                "c",
+                "api",
+                BalancerConfig(),
+                HealthConfig(enabled=False),
+                [Endpoint("api/0", index=0), Endpoint("api/1", index=1)],
+                random.Random(1),
+                observer,
+            )
+            transport = Scripted(timers, list(failure.script), failure.cancel_error)
+            channel = MeshChannel("c", "api", balancer, transport, observer, timers, failure.policies)
+            spec = CallSpec(client="c", service="api", deadline=failure.deadline, method=METHOD)
+            channel.start(spec, delivered.append)
+            await trio.sleep(1)
+            assert channel.active_calls == 0 and channel.pending_calls == 0
+            assert all(e.in_flight == 0 for e in balancer.endpoints)
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="meshsim.runtime.channel"):
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [(c.status, c.attempts) for c in calls] == [(StatusCode.INTERNAL, len(failure.script))]
+    assert delivered == calls
+    assert tuple(a.status for a in attempts) == failure.attempts
+    (line,) = [r for r in caplog.records if r.name == "meshsim.runtime.channel"]
+    assert line.levelno == logging.WARNING
+    message = line.getMessage()
+    assert "c -> api" in message and METHOD in message and "INTERNAL" in message
+    assert "\n" not in message
+    error = next(
+        e
+        for e in [*failure.script, failure.cancel_error, ArithmeticError("no wait can be computed")]
+        if isinstance(e, Exception)
+    )
+    assert f"{type(error).__name__}: {error}" in message

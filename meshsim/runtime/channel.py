@@ -14,11 +14,20 @@ Deadlines: a call's deadline bounds every attempt and hedge (an attempt's own
 deadline is the earlier of the call's and its per-attempt timeout), and the call
 never outlives it; when it passes, the attempts still running end with
 DEADLINE_EXCEEDED, which is what each of them records.
+
+Failures of the call path itself: a CallRun's steps run as callbacks of a timer
+queue or a transport (in live mode, of the asyncio loop, which would swallow an
+exception and leave the call open for ever). So every entry point of a call (its
+begin, a retry, a hedge, its deadline, an attempt's end, a commit) catches what it
+raises: the call ends INTERNAL, once, and one line is logged at warning level
+(the traceback at debug level). A transport whose start_call raises something other
+than EndpointGone ends that attempt INTERNAL.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import random
 from collections.abc import Callable
 
@@ -44,6 +53,8 @@ from meshsim.runtime.timers import Cancellable, Timers
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, Transport
 
 Finished = Callable[[RequestFinished], None]
+
+_log = logging.getLogger(__name__)
 
 # How many extra picks a retry or hedge may take to find a replica it has not tried.
 _REPICKS = 8
@@ -106,20 +117,24 @@ class MeshChannel:
         if policies is not None:
             run.retry, run.hedging = policies.for_pattern(call.pattern)
         self._live[run] = None
-        if self.service_breaker is not None:
-            allowed, moved = self.service_breaker.try_acquire(now)
-            self._breaker_moved("service", self.service, moved, now)
-            if not allowed:
-                run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
+        try:
+            if self.service_breaker is not None:
+                allowed, moved = self.service_breaker.try_acquire(now)
+                self._breaker_moved("service", self.service, moved, now)
+                if not allowed:
+                    run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
+                    return run
+            limits = self.policies.limits
+            if limits is not None and self.active_calls >= limits.max_requests:
+                if self.pending_calls >= limits.max_pending:
+                    run.finish(StatusCode.UNAVAILABLE)  # Envoy's overflow
+                    return run
+                self._pending.append(run)
+                self.pending_calls += 1
+                run.wait_for_slot()
                 return run
-        limits = self.policies.limits
-        if limits is not None and self.active_calls >= limits.max_requests:
-            if self.pending_calls >= limits.max_pending:
-                run.finish(StatusCode.UNAVAILABLE)  # Envoy's overflow
-                return run
-            run.wait_for_slot()
-            self._pending.append(run)
-            self.pending_calls += 1
+        except Exception as error:
+            run.fail("admission", error)
             return run
         self.active_calls += 1
         run.begin()
@@ -301,12 +316,15 @@ class CallRun:
 
     def begin(self) -> None:
         self.admitted = True
-        timers = self.channel.timers
-        needs_clock = self.retry is not None or self.hedging is not None
-        if self.deadline_at is not None and needs_clock and self._deadline_timer is None:
-            self._deadline_timer = timers.call_at(self.deadline_at, self._deadline_passed)
-        self._send(AttemptKind.FIRST)
-        self._schedule_hedge()
+        try:
+            timers = self.channel.timers
+            needs_clock = self.retry is not None or self.hedging is not None
+            if self.deadline_at is not None and needs_clock and self._deadline_timer is None:
+                self._deadline_timer = timers.call_at(self.deadline_at, self._deadline_passed)
+            self._send(AttemptKind.FIRST)
+            self._schedule_hedge()
+        except Exception as error:
+            self.fail("the first attempt", error)
 
     def finish(self, status: StatusCode, cancel_with: StatusCode = StatusCode.CANCELLED) -> None:
         if self.done:
@@ -322,8 +340,12 @@ class CallRun:
             self._retry_reserved = False
         if self.active:
             for attempt in list(self.active):
-                assert attempt.handle is not None
-                attempt.handle.cancel(cancel_with)
+                try:
+                    assert attempt.handle is not None
+                    attempt.handle.cancel(cancel_with)
+                except Exception as error:  # the call still ends, and says something went wrong
+                    self._report("cancelling an attempt", error, ends_internal=True)
+                    status = StatusCode.INTERNAL
         decider = self._decider
         event = RequestFinished(
             client=channel.client,
@@ -337,10 +359,41 @@ class CallRun:
             attempts=self.attempts,
             method=self.call.method,
         )
-        channel.observer.emit(event)
-        channel.call_ended(self, status, now)
-        if self._on_finished is not None:
-            self._on_finished(event)
+        # Whatever a listener does, the call is accounted for and its caller told.
+        try:
+            channel.observer.emit(event)
+        finally:
+            try:
+                channel.call_ended(self, status, now)
+            finally:
+                if self._on_finished is not None:
+                    self._on_finished(event)
+
+    def fail(self, where: str, error: Exception) -> None:
+        """`error` was raised on this call's path, at `where`: log it, and end the call INTERNAL
+        unless it has already ended (or is ending: then it keeps the status it is ending with)."""
+        ending = self.done
+        self._report(where, error, ends_internal=not ending)
+        if not ending:
+            try:
+                self.finish(StatusCode.INTERNAL, cancel_with=StatusCode.INTERNAL)
+            except Exception as again:  # raised after the call ended (by a listener, the caller's callback)
+                _log.debug("and once the call had ended", exc_info=again)
+
+    def _report(self, where: str, error: Exception, ends_internal: bool) -> None:
+        channel = self.channel
+        call = self.call
+        _log.warning(
+            "call %s -> %s %s: %s raised %s: %s; %s",
+            channel.client,
+            channel.service,
+            call.method or call.pattern.value,
+            where,
+            type(error).__name__,
+            error,
+            "it ends INTERNAL" if ends_internal else "the call had already been decided",
+        )
+        _log.debug("the traceback of the error above", exc_info=error)
 
     def commit(self, handle: AttemptHandle | None = None) -> None:
         """The attempt behind `handle` has started answering the caller: it alone decides the call.
@@ -351,27 +404,33 @@ class CallRun:
         """
         if self.done or self._committed is not None:
             return
-        if handle is None:
-            if not self.admitted:
-                self._commit_first = True  # still waiting for a slot: its first attempt is the one
-                return
-            if not self.active:
-                self.finish(self.last_status)
-                return
-            handle = self.active[0].handle
-        assert handle is not None
-        self._committed = handle
-        if self._next_timer is not None:
-            self._next_timer.cancel()
-            self._next_timer = None
-        for attempt in list(self.active):
-            if attempt.handle is not handle:
-                assert attempt.handle is not None
-                attempt.handle.cancel(StatusCode.CANCELLED)
+        try:
+            if handle is None:
+                if not self.admitted:
+                    self._commit_first = True  # still waiting for a slot: its first attempt is the one
+                    return
+                if not self.active:
+                    self.finish(self.last_status)
+                    return
+                handle = self.active[0].handle
+            assert handle is not None
+            self._committed = handle
+            if self._next_timer is not None:
+                self._next_timer.cancel()
+                self._next_timer = None
+            for attempt in list(self.active):
+                if attempt.handle is not handle:
+                    assert attempt.handle is not None
+                    attempt.handle.cancel(StatusCode.CANCELLED)
+        except Exception as error:
+            self.fail("the commit", error)
 
     def _deadline_passed(self) -> None:
         self._deadline_timer = None
-        self.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
+        try:
+            self.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
+        except Exception as error:
+            self.fail("the deadline", error)
 
     # --- attempts ---------------------------------------------------------------------
 
@@ -399,16 +458,19 @@ class CallRun:
         self.active.append(attempt)
 
         def done(status: StatusCode, pushback: int | None) -> None:
-            endpoint.in_flight -= 1
-            self.active.remove(attempt)
-            ended = channel.timers.now()
-            channel.attempt_ended(endpoint, kind, status, now, ended)
-            committed = self._committed
-            if committed is not None and attempt.handle is not committed:
-                return  # cancelled by the commit: counted, but it decides nothing
-            if not self.done:
-                self.handle = attempt.handle  # the latest attempt to end is the one that decides
-            self._after(endpoint, kind, status, pushback, ended)
+            try:
+                endpoint.in_flight -= 1
+                self.active.remove(attempt)
+                ended = channel.timers.now()
+                channel.attempt_ended(endpoint, kind, status, now, ended)
+                committed = self._committed
+                if committed is not None and attempt.handle is not committed:
+                    return  # cancelled by the commit: counted, but it decides nothing
+                if not self.done:
+                    self.handle = attempt.handle  # the latest attempt to end is the one that decides
+                self._after(endpoint, kind, status, pushback, ended)
+            except Exception as error:
+                self.fail("the end of an attempt", error)
 
         try:
             attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)
@@ -418,6 +480,13 @@ class CallRun:
             channel.attempt_ended(endpoint, kind, StatusCode.UNAVAILABLE, now, now)
             self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
             return
+        except Exception:
+            # Not a failure the transport knows how to report: this attempt ends INTERNAL, and so
+            # (by the caller's handler) does the call.
+            endpoint.in_flight -= 1
+            self.active.remove(attempt)
+            channel.attempt_ended(endpoint, kind, StatusCode.INTERNAL, now, now)
+            raise
         if self._commit_first:
             self._commit_first = False
             self._committed = attempt.handle
@@ -500,7 +569,10 @@ class CallRun:
     def _send_retry(self) -> None:
         self._next_timer = None
         if not self.done:
-            self._send(AttemptKind.RETRY)
+            try:
+                self._send(AttemptKind.RETRY)
+            except Exception as error:
+                self.fail("a retry", error)
 
     def _schedule_hedge(self) -> None:
         hedging = self.hedging
@@ -513,20 +585,23 @@ class CallRun:
         hedging = self.hedging
         if self.done or hedging is None:
             return
-        if self.attempts >= hedging.attempts:
-            if not self.active:
-                self.finish(self.last_status)
-            return
-        channel = self.channel
-        if channel.throttle is not None and not channel.throttle.allows_retry():
-            channel.refused("throttle", channel.timers.now())
-            if not self.active:
-                self.finish(self.last_status)
-            return
-        self._send(AttemptKind.HEDGE)
-        # The attempt may already have failed non-fatally and scheduled the next hedge.
-        if self._next_timer is None:
-            self._schedule_hedge()
+        try:
+            if self.attempts >= hedging.attempts:
+                if not self.active:
+                    self.finish(self.last_status)
+                return
+            channel = self.channel
+            if channel.throttle is not None and not channel.throttle.allows_retry():
+                channel.refused("throttle", channel.timers.now())
+                if not self.active:
+                    self.finish(self.last_status)
+                return
+            self._send(AttemptKind.HEDGE)
+            # The attempt may already have failed non-fatally and scheduled the next hedge.
+            if self._next_timer is None:
+                self._schedule_hedge()
+        except Exception as error:
+            self.fail("a hedge", error)
 
     def _stop_hedging_or_finish(self, endpoint: Endpoint | None, status: StatusCode) -> None:
         if self._next_timer is not None:
