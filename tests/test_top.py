@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import http.server
 import math
 import os
+import pty
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -16,7 +25,7 @@ from meshsim.live.metrics import MeshMetrics
 from meshsim.live.server_metrics import ServerMetrics
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
-from tests.conftest import meshsim, serve_replicas, start_proxy, stop
+from tests.conftest import ROOT, meshsim, serve_replicas, start_proxy, stop
 
 
 def test_quantiles_interpolate_within_the_bucket_like_histogram_quantile() -> None:
@@ -40,6 +49,16 @@ def test_rates_and_errors_are_over_the_window_between_scrapes() -> None:
     row = next(line for line in console.export_text().splitlines() if "/s/M" in line)
     cells = [cell.strip() for cell in row.split("│") if cell.strip()]
     assert cells[3:6] == ["100", "50.0", "10.0 %"]  # calls in the window, per second, errors
+
+
+def test_a_counter_that_went_back_started_again_from_zero() -> None:
+    # A proxy restarted between two scrapes: its counters began again, as Prometheus' rate() assumes.
+    series = 'grpc_requests_total{client="proxy",code="OK",method="/s/M",service="s"} %d\n'
+    console = Console(width=200, record=True)
+    console.print(calls_table(parse(series % 100, at=10.0), parse(series % 5, at=11.0)))
+    row = next(line for line in console.export_text().splitlines() if "/s/M" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[3:5] == ["5", "5.0"]  # before: -95 calls
 
 
 @pytest.mark.slow
@@ -83,6 +102,121 @@ def test_top_says_when_there_is_nothing_to_read() -> None:
     shown = meshsim("top", "127.0.0.1:1", "--once", "--interval", "0s")
     assert shown.returncode == 2
     assert "http://127.0.0.1:1/metrics: cannot read metrics" in shown.stderr
+    assert len(shown.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("once", [["--once"], []], ids=["once", "watching"])
+def test_top_pointed_at_a_grpc_port_says_so_in_one_line(once: list[str]) -> None:
+    # A gRPC server answers an HTTP/1.1 request with HTTP/2 frames: before, a 54-line BadStatusLine traceback.
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        shown = meshsim("top", f"127.0.0.1:{port}", *once, "--interval", "0s")
+    finally:
+        server.stop(None)
+    assert shown.returncode == 2
+    assert shown.stderr.splitlines() == [
+        f"error: http://127.0.0.1:{port}/metrics: cannot read metrics: the answer is not HTTP/1 "
+        "(is this a /metrics endpoint?)"
+    ]
+
+
+class FakeMetrics:
+    """A /metrics endpoint that counts its scrapes and can be stopped and started again on its port."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.scrapes = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.scrapes += 1
+                body = (
+                    'grpc_endpoint_health{client="proxy",endpoint="10.9.9.9:50051",service="s"} 1\n'
+                    f'grpc_requests_total{{client="proxy",code="OK",method="/s/M",service="s"}} {outer.scrapes}\n'
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # the test's output is the view's
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_top_outlives_a_metrics_endpoint_that_goes_away_and_comes_back() -> None:
+    metrics = FakeMetrics()
+    port = metrics.port
+    screen: list[bytes] = []
+    terminal, their_end = pty.openpty()  # rich redraws the view only on a terminal
+    top = subprocess.Popen(
+        [sys.executable, "-m", "meshsim", "top", f"127.0.0.1:{port}", "--interval", "0.1s"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=their_end,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120", "LINES": "40"},
+    )
+    os.close(their_end)
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                return
+            if not chunk:
+                return
+            screen.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+
+    def shown() -> str:
+        return b"".join(screen).decode(errors="replace")
+
+    again: FakeMetrics | None = None
+    try:
+        wait_for(lambda: metrics.scrapes >= 3 and "10.9.9.9:50051" in shown(), "first views")
+        metrics.stop()
+        wait_for(lambda: "no metrics since" in shown() or top.poll() is not None, "failure in the view")
+        assert top.poll() is None, top.communicate()[1]
+        assert "Connection refused" in shown()
+        again = FakeMetrics(port)
+        wait_for(lambda: again.scrapes >= 2, "scrapes of the endpoint back on its port")
+        assert top.poll() is None
+    finally:
+        top.send_signal(signal.SIGINT)
+        _, err = top.communicate(timeout=15)
+        reader.join()
+        os.close(terminal)
+        for server in (metrics, again):
+            if server is not None:
+                server.stop()
+    assert top.returncode == 0, err
+    assert err == b""
 
 
 def help_lines(exposition: bytes) -> dict[str, str]:

@@ -3,8 +3,10 @@
 The view is a client of the metrics endpoint, not of the proxy's insides, so it works
 the same against a proxy (`meshsim live`) and against replicas (`meshsim serve
 --metrics`). Rates and latency percentiles are over the time between the two scrapes,
-the way Prometheus' rate() and histogram_quantile() read the same series. Label values
-are data (an IPv6 endpoint is "[::1]:50051"), so they are escaped, never read as markup.
+the way Prometheus' rate() and histogram_quantile() read the same series, and a counter
+that went back was restarted (a proxy restarted between scrapes) and counts from zero.
+Label values are data (an IPv6 endpoint is "[::1]:50051"), so they are escaped, never
+read as markup.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from collections.abc import Iterable
 
 import attrs
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
@@ -34,6 +38,15 @@ def parse(text: str, at: float) -> Scrape:
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return Scrape(at, samples)
+
+
+def health_view(before: Scrape, now: Scrape, trouble: str | None = None) -> Group:
+    """The screen: endpoints as of `now`, calls between the two scrapes; `trouble` (why the
+    latest scrape failed) heads it while the tables show the last scrapes that worked."""
+    tables = (endpoints_table(now), calls_table(before, now))
+    if trouble is None:
+        return Group(*tables)
+    return Group(Text(trouble, style="bold red"), *tables)
 
 
 def endpoints_table(now: Scrape) -> Table:
@@ -68,7 +81,7 @@ def calls_table(before: Scrape, now: Scrape) -> Table:
         if name != "grpc_requests_total":
             continue
         key = tuple(pair for pair in labels if pair[0] != "code")
-        delta = value - before.samples.get((name, labels), 0.0)
+        delta = _increase(before.samples.get((name, labels), 0.0), value)
         totals[key] += delta
         ever[key] += value
         if dict(labels).get("code") != "OK":
@@ -101,8 +114,13 @@ def _buckets(before: Scrape, now: Scrape, key: Labels) -> list[tuple[float, floa
         bound = named.pop("le")
         if tuple(sorted(named.items())) != key:
             continue
-        found.append((float(bound), value - before.samples.get((name, labels), 0.0)))
+        found.append((float(bound), _increase(before.samples.get((name, labels), 0.0), value)))
     return sorted(found)
+
+
+def _increase(before: float, now: float) -> float:
+    """How much a counter grew between two scrapes; less than before means it began again from zero."""
+    return now if now < before else now - before
 
 
 def quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
