@@ -147,6 +147,14 @@ class ProxyConfig:
     shutdown_grace: float = 5.0
     # Share the listening port with other processes (SO_REUSEPORT), as gRPC servers do unless told not to.
     reuse_port: bool = False
+    # Calls one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS;
+    # gRPC's own default is unbounded).
+    max_concurrent_streams: int = 100
+    # Calls in progress from one client address, over all its connections (None: no share).
+    max_requests_per_client: int | None = None
+    # The request metadata a call may carry, counted as HTTP/2 does (name + value + 32 per
+    # entry); gRPC's default grpc.max_metadata_size.
+    max_metadata_bytes: int = 8192
     mtls: MtlsConfig | None = None
     # Where Prometheus scrapes /metrics ("host:port"), or nowhere.
     metrics_listen: str | None = None
@@ -229,6 +237,9 @@ def _from_toml(top: Table) -> ProxyConfig:
         idle_timeout=proxy.duration("idle_timeout", None, positive=True),
         shutdown_grace=proxy.duration("shutdown_grace", 5.0),
         reuse_port=proxy.boolean("reuse_port", False),
+        max_concurrent_streams=proxy.integer("max_concurrent_streams", 100, minimum=1),
+        max_requests_per_client=proxy.integer("max_requests_per_client", None, minimum=1),
+        max_metadata_bytes=proxy.integer("max_metadata_bytes", 8192, minimum=1024),
         keepalive=keepalive,
         mtls=mtls,
         metrics_listen=optional_table(top, "metrics", _metrics),
@@ -292,8 +303,14 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
     _unique_services(top, clusters, key="services")
     proxy = top.table("proxy", None)
     listen = "127.0.0.1:50050" if proxy is None else _address(proxy, "listen", "127.0.0.1:50050")
-    reuse_port = False if proxy is None else proxy.boolean("reuse_port", False)
+    listener = {}
     if proxy is not None:
+        listener = {
+            "reuse_port": proxy.boolean("reuse_port", False),
+            "max_concurrent_streams": proxy.integer("max_concurrent_streams", 100, minimum=1),
+            "max_requests_per_client": proxy.integer("max_requests_per_client", None, minimum=1),
+            "max_metadata_bytes": proxy.integer("max_metadata_bytes", 8192, minimum=1024),
+        }
         proxy.done()
     balancer, health = BalancerConfig(), HealthConfig(interval=1.0, timeout=0.5)
     lb = top.table("load_balancer", None)
@@ -336,9 +353,9 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         health=health,
         policies=policies,
         idle_timeout=idle_timeout,
-        reuse_port=reuse_port,
         mtls=mtls,
         metrics_listen=metrics_listen,
+        **listener,
     )
 
 

@@ -82,10 +82,22 @@ def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], 
     if config.idle_timeout is not None and not listener:
         options.append(("grpc.client_idle_timeout_ms", int(config.idle_timeout * 1000)))
     if listener:
-        # gRPC servers share their port by default: a second proxy on this address would take half
-        # of the first one's calls instead of failing to start.
-        options.append(("grpc.so_reuseport", int(config.reuse_port)))
+        options += [
+            # gRPC servers share their port by default: a second proxy on this address would take
+            # half of the first one's calls instead of failing to start.
+            ("grpc.so_reuseport", int(config.reuse_port)),
+            # One connection must not hold every call the proxy will take.
+            ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+            # gRPC refuses metadata over its limit with a bare RESOURCE_EXHAUSTED; up to this
+            # bound the proxy's own check refuses it instead, saying why (Proxy._admit).
+            ("grpc.max_metadata_size", _core_metadata_limit(config)),
+            ("grpc.absolute_max_metadata_size", _core_metadata_limit(config)),
+        ]
     return tuple(options)
+
+
+def _core_metadata_limit(config: ProxyConfig) -> int:
+    return max(8 * config.max_metadata_bytes, 64 * 1024)
 
 
 class Proxy:
@@ -110,8 +122,9 @@ class Proxy:
         self._by_service: dict[str, Upstream] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
+        self._clients = _ClientShares(config.max_requests_per_client)
         self.certificates: ServerCertificates | None = None
-        self.reflection: reflection.MergedReflection | None = None
+        self.reflection = reflection.MergedReflection(())
         self.shapes = reflection.MethodShapes()
         self.metrics: MeshMetrics | None = None
         self.metrics_address = ""
@@ -166,10 +179,9 @@ class Proxy:
         self.address = f"{host}:{port}"
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         self._by_service = {u.service: u for u in self._upstreams}
-        if len(self._upstreams) > 1:
-            self.reflection = reflection.MergedReflection(
-                [reflection.Backend(u.service, u.any_channel) for u in self._upstreams]
-            )
+        self.reflection = reflection.MergedReflection(
+            [reflection.Backend(u.service, u.any_channel) for u in self._upstreams]
+        )
         nursery = await self._background.open()
         try:
             await self._run_inside(nursery, server)
@@ -249,8 +261,10 @@ class Proxy:
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
+        metadata = await self._admit(context)
+        client = self._clients.enter(context)
         replay = RequestReplay(self.config.retry_buffer)
-        invocation = StreamInvocation(method, replay, self._metadata(context))
+        invocation = StreamInvocation(method, replay, metadata)
         reading = asyncio.ensure_future(replay.fill(requests))
         upstream = self.route(method)
         # A method reflection did not call unary may have any shape: it counts as bidi.
@@ -288,6 +302,7 @@ class Proxy:
             # The call path ended the answering attempt (the call's deadline, the proxy stopping).
             await context.abort(grpc_status(attempt.cancelled_with), attempt.details)
         finally:
+            self._clients.leave(client)
             reading.cancel()
             if attempt is not None:
                 attempt.call.cancel()
@@ -301,7 +316,7 @@ class Proxy:
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         upstream = self.route(method)
-        invocation = UnaryInvocation(method, request, metadata=self._metadata(context), relay=True)
+        invocation = UnaryInvocation(method, request, metadata=await self._admit(context), relay=True)
         call = _call(upstream, method, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
 
@@ -310,12 +325,16 @@ class Proxy:
                 ended.set_result(event)
 
         assert upstream.channel is not None
-        run = upstream.channel.start(call, finished, self._policies_for(method))
+        client = self._clients.enter(context)
         try:
-            event = await ended
-        except asyncio.CancelledError:
-            _cancel(run)  # the caller went away
-            raise
+            run = upstream.channel.start(call, finished, self._policies_for(method))
+            try:
+                event = await ended
+            except asyncio.CancelledError:
+                _cancel(run)  # the caller went away
+                raise
+        finally:
+            self._clients.leave(client)
         attempt = run.handle
         if isinstance(attempt, LiveAttempt):
             if attempt.initial_metadata:
@@ -328,9 +347,24 @@ class Proxy:
         await context.abort(grpc_status(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
 
-    @staticmethod
-    def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
-        return tuple((key, value) for key, value in context.invocation_metadata() or () if key not in _HOP_HEADERS)
+    async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
+        """The metadata a call carries on to a replica, once the call is let in: a call whose
+        metadata is over the limit, or from a client over its share, is refused here, saying why."""
+        received = context.invocation_metadata() or ()
+        # As HTTP/2 counts a header list: each entry's name and value, and 32 bytes.
+        size = sum(len(key) + len(value) + 32 for key, value in received)
+        limit = self.config.max_metadata_bytes
+        if size > limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"meshsim: the request metadata is {size} bytes, over the proxy's limit of {limit}",
+            )
+        if self._clients.full(context):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"meshsim: this client has {self.config.max_requests_per_client} calls in progress, its share",
+            )
+        return tuple((key, value) for key, value in received if key not in _HOP_HEADERS)
 
     @staticmethod
     def _start(upstream: Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
@@ -396,6 +430,39 @@ def _cancel(run: CallRun | None) -> None:
         run.finish(StatusCode.CANCELLED)
 
 
+class _ClientShares:
+    """Calls in progress per client address (its IP, over all its connections), so that one client
+    cannot hold every slot of the concurrency limit and turn the others away. Off without a limit."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._calls: dict[str, int] = {}
+
+    @staticmethod
+    def _client(context: grpc.aio.ServicerContext) -> str:
+        # "ipv4:10.0.0.5:53120" or "ipv6:[::1]:53120": the connection's port is not the client.
+        return str(context.peer()).rpartition(":")[0]
+
+    def full(self, context: grpc.aio.ServicerContext) -> bool:
+        return self.limit is not None and self._calls.get(self._client(context), 0) >= self.limit
+
+    def enter(self, context: grpc.aio.ServicerContext) -> str | None:
+        if self.limit is None:
+            return None
+        client = self._client(context)
+        self._calls[client] = self._calls.get(client, 0) + 1
+        return client
+
+    def leave(self, client: str | None) -> None:
+        if client is None:
+            return
+        left = self._calls[client] - 1
+        if left:
+            self._calls[client] = left
+        else:
+            del self._calls[client]
+
+
 class _ForwardEverything(grpc.GenericRpcHandler):
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = proxy
@@ -417,14 +484,13 @@ class _ForwardEverything(grpc.GenericRpcHandler):
                 yield message
 
         async def reflect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            assert proxy.reflection is not None
             async for message in proxy.reflection.answer(method, requests):
                 yield message
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return await proxy.forward_unary(method, request, context)
 
-        if method in reflection.METHODS and proxy.reflection is not None:
+        if method in reflection.METHODS:
             return self._settle(method, grpc.stream_stream_rpc_method_handler(reflect))
         if proxy.shapes.is_unary(method):
             return self._settle(method, grpc.unary_unary_rpc_method_handler(unary))

@@ -1,22 +1,27 @@
-"""Server reflection for a proxy in front of several services: one answer from all of them.
+"""Server reflection at the proxy: one answer from every service behind it, and its own.
 
-With one cluster behind the proxy, reflection is routed to its replicas like any
-other method. With several, each cluster's replicas know only their own services,
-so the proxy answers itself: `list_services` is the union over the clusters (plus
-grpc.health.v1.Health, which the proxy serves), and a question about a file or
-symbol goes first to the cluster whose service name the symbol starts with, then to
-the others, until one knows it. v1 and v1alpha share their messages on the wire, so
-both are answered with the v1alpha types.
+The proxy answers reflection itself, whatever is behind it: reflection calls never take
+a turn of the balancer (grpcurl makes one on every invocation, which would otherwise
+shift round robin), and the proxy's own services (grpc.health.v1.Health, reflection)
+are described even when no replica is up. `list_services` is the union over the
+clusters' replicas plus the proxy's own; a question about a file or symbol of the
+proxy's own is answered from its descriptors, any other goes first to the cluster
+whose service name the symbol starts with, then to the others, until one knows it.
+Each question goes to one usable replica directly; the last good answers are kept
+(bounded), so that a replica being down does not make its descriptors unknown. v1 and
+v1alpha share their messages on the wire, so both are answered with the v1alpha types.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 METHODS = frozenset(
@@ -26,6 +31,14 @@ METHODS = frozenset(
     }
 )
 HEALTH_SERVICE = "grpc.health.v1.Health"
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+# The files the proxy describes itself: its own services, whatever the replicas serve.
+_OWN_FILES = {module.DESCRIPTOR.name: module.DESCRIPTOR for module in (health_pb2, reflection_pb2)}
+_OWN_PACKAGES = tuple(f"{d.package}." for d in _OWN_FILES.values())
+# How many answers from replicas are kept for when none can answer.
+_REMEMBERED = 256
+# A reflection question to a replica: grpcurl waits for it before every call.
+_ASK_TIMEOUT = 2.0
 
 
 class Backend:
@@ -39,14 +52,17 @@ class Backend:
 class MergedReflection:
     def __init__(self, backends: Sequence[Backend]) -> None:
         self._backends = list(backends)
+        self._listed: dict[str, tuple[str, ...]] = {}  # each cluster's last listing
+        self._answers: collections.OrderedDict[bytes, bytes] = collections.OrderedDict()
 
     async def answer(self, method: str, requests: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for raw in requests:
             request = reflection_pb2.ServerReflectionRequest.FromString(raw)
-            if request.WhichOneof("message_request") == "list_services":
+            kind = request.WhichOneof("message_request")
+            if kind == "list_services":
                 response = await self._list(method, request)
             else:
-                response = await self._find(method, request)
+                response = _own_answer(request) or await self._find(method, request)
             response.valid_host = request.host
             response.original_request.CopyFrom(request)
             yield response.SerializeToString()
@@ -57,8 +73,10 @@ class MergedReflection:
             names[backend.service] = None
             answer = await _ask(backend, method, request)
             if answer is not None and answer.HasField("list_services_response"):
-                names.update(dict.fromkeys(s.name for s in answer.list_services_response.service))
+                self._listed[backend.service] = tuple(s.name for s in answer.list_services_response.service)
+            names.update(dict.fromkeys(self._listed.get(backend.service, ())))
         names[HEALTH_SERVICE] = None
+        names[REFLECTION_SERVICE] = None
         response = reflection_pb2.ServerReflectionResponse()
         for name in names:
             response.list_services_response.service.add(name=name)
@@ -69,20 +87,57 @@ class MergedReflection:
         subject = str(getattr(request, kind)) if kind in ("file_containing_symbol", "file_by_filename") else ""
         # The cluster whose service the symbol names (or lives beside) is the likely one to know.
         ordered = sorted(self._backends, key=lambda b: not subject.startswith(b.service.rpartition(".")[0]))
+        question = _question(request)
         last = None
         for backend in ordered:
             answer = await _ask(backend, method, request)
             if answer is None:
                 continue
             if not answer.HasField("error_response"):
+                self._remember(question, answer)
                 return answer
             last = answer
+        remembered = self._answers.get(question)
+        if remembered is not None:
+            return reflection_pb2.ServerReflectionResponse.FromString(remembered)
         if last is not None:
             return last
         response = reflection_pb2.ServerReflectionResponse()
         response.error_response.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
         response.error_response.error_message = "meshsim: no replica available to answer reflection"
         return response
+
+    def _remember(self, question: bytes, answer: Any) -> None:
+        self._answers[question] = answer.SerializeToString()
+        self._answers.move_to_end(question)
+        while len(self._answers) > _REMEMBERED:
+            self._answers.popitem(last=False)
+
+
+def _question(request: Any) -> bytes:
+    """What a request asks, whoever asks it (the host and the v1/v1alpha difference aside)."""
+    question = reflection_pb2.ServerReflectionRequest()
+    question.CopyFrom(request)
+    question.host = ""
+    return bytes(question.SerializeToString(deterministic=True))
+
+
+def _own_answer(request: Any) -> Any:
+    """The answer to a question about the proxy's own services, or None when it is about another's."""
+    kind = request.WhichOneof("message_request")
+    if kind == "file_by_filename":
+        found = _OWN_FILES.get(request.file_by_filename)
+    elif kind == "file_containing_symbol":
+        symbol = request.file_containing_symbol
+        found = next((d for d in _OWN_FILES.values() if symbol.startswith(f"{d.package}.")), None)
+    else:
+        return None
+    if found is None:
+        return None
+    response = reflection_pb2.ServerReflectionResponse()
+    # health.proto and reflection.proto import nothing: each file is its whole answer.
+    response.file_descriptor_response.file_descriptor_proto.append(found.serialized_pb)
+    return response
 
 
 async def _ask(backend: Backend, method: str, request: Any) -> Any:
@@ -94,7 +149,7 @@ async def _ask(backend: Backend, method: str, request: Any) -> Any:
 
 async def ask(channel: grpc.aio.Channel, method: str, request: Any) -> Any:
     """One reflection question on `channel`: the answer, or None when there is none."""
-    call = channel.stream_stream(method)(iter([request.SerializeToString()]), timeout=5.0)
+    call = channel.stream_stream(method)(iter([request.SerializeToString()]), timeout=_ASK_TIMEOUT)
     try:
         async for raw in call:
             return reflection_pb2.ServerReflectionResponse.FromString(raw)
@@ -118,35 +173,48 @@ class MethodShapes:
     serves) as a stream, which carries every shape.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 256, retry_after: float = 10.0) -> None:
         self._unary: set[str] = set()
-        self._asked: set[str] = set()
+        # Each service asked about, and when (None once its replicas answered). At most `limit`
+        # services are ever asked about, and one whose replicas did not answer is asked again only
+        # after `retry_after` seconds: calls naming made-up services (or a service without
+        # reflection) must neither grow this without bound nor send a reflection call each.
+        self.limit = limit
+        self.retry_after = retry_after
+        self._asked: dict[str, float | None] = {}
         self._learning: set[asyncio.Task[None]] = set()
 
     def is_unary(self, method: str) -> bool:
         return method in self._unary
 
+    @property
+    def services_asked(self) -> int:
+        return len(self._asked)
+
     def ask(self, service: str, channel_to: Callable[[], grpc.aio.Channel | None]) -> asyncio.Task[None] | None:
-        """Learn `service`'s methods in the background, from a replica `channel_to()` reaches (once per
-        service, so a call that finds the service asked costs a set lookup; asyncio's side of the thread)."""
+        """Learn `service`'s methods in the background, from a replica `channel_to()` reaches (so a
+        call that finds the service asked costs a dict lookup; asyncio's side of the thread)."""
+        loop = asyncio.get_running_loop()
         if service in self._asked:
+            asked = self._asked[service]
+            if asked is None or loop.time() - asked < self.retry_after:
+                return None  # learnt, or asked lately
+        elif len(self._asked) >= self.limit:
             return None
         channel = channel_to()
         if channel is None:
             return None
-        self._asked.add(service)
-        task = asyncio.get_running_loop().create_task(self._learn(service, channel))
+        self._asked[service] = loop.time()
+        task = loop.create_task(self._learn(service, channel))
         self._learning.add(task)
         task.add_done_callback(self._learning.discard)
         return task
 
     async def _learn(self, service: str, channel: grpc.aio.Channel) -> None:
         answer = await ask(channel, V1ALPHA, reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
-        if answer is None:
-            self._asked.discard(service)  # no replica answered (not up yet?): a later call asks again
-            return
-        if not answer.HasField("file_descriptor_response"):
-            return
+        if answer is None or not answer.HasField("file_descriptor_response"):
+            return  # no replica answered (not up yet, or no reflection): asked again after a while
+        self._asked[service] = None
         for raw in answer.file_descriptor_response.file_descriptor_proto:
             described = descriptor_pb2.FileDescriptorProto.FromString(raw)
             prefix = f"{described.package}." if described.package else ""

@@ -177,6 +177,8 @@ def unanswered_details(event: RequestFinished) -> str:
         return "meshsim: deadline exceeded"
     if event.attempts == 0:
         return "meshsim: refused (circuit open or too many calls)"
+    if event.endpoint is not None:
+        return ""  # a replica answered, without a message: its status is passed on as it came
     return "meshsim: no replica available"
 
 
