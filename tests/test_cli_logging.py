@@ -161,13 +161,15 @@ def test_meshsims_own_warning_is_one_line_on_stderr(certs: Path) -> None:
 def test_every_meshsim_logger_writes_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
     meshsim_logger = logging.getLogger("meshsim.live.anything")  # as a module of meshsim.live names its own
     with configure_logging():
-        meshsim_logger.info("not shown: warnings and worse are")
+        meshsim_logger.debug("not shown: news and worse are")
+        meshsim_logger.info("replica %s is reachable again", "a:1")
         meshsim_logger.warning("the files %s and %s disagree", "a.pem", "b.pem")
         try:
             raise ValueError("bad\nbytes")
         except ValueError:
             meshsim_logger.exception("cannot send a request")
     assert capsys.readouterr().err.splitlines() == [
+        "meshsim: info: replica a:1 is reachable again",
         "meshsim: warning: the files a.pem and b.pem disagree",
         "meshsim: error: cannot send a request: ValueError: bad bytes",  # no traceback, one line
     ]

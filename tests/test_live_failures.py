@@ -7,7 +7,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -28,7 +30,7 @@ from meshsim.live.proxy import Proxy
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
-from tests.conftest import serve_replicas, stop
+from tests.conftest import serve_replicas, start, start_proxy, stop
 
 pytestmark = pytest.mark.slow
 
@@ -250,3 +252,95 @@ def test_stream_attempts_timing_out_on_a_hung_replica_are_failures(
 
 async def _collect(call: Any) -> list[Any]:
     return [message async for message in call]
+
+
+def test_a_replica_back_after_a_long_outage_is_found_within_an_interval() -> None:
+    """gRPC's reconnect backoff grows to minutes while a replica is down; the channels to replicas
+    try again at least every health interval, so a replica that comes back is found at once."""
+    first, (address,) = serve_replicas(1)
+    other, (spare,) = serve_replicas(1)
+    port = address.rsplit(":", 1)[1]
+    health = HealthConfig(interval=0.5, timeout=0.25, unhealthy_threshold=2)
+    config = ProxyConfig.for_service(SERVICE_NAME, (address, spare), health=health)
+    seen = Seen()
+    answers: list[str] = []
+    restarted: list[subprocess.Popen[str]] = []
+
+    async def check(proxy: Proxy, stub: Any) -> None:
+        balancer = proxy.balancers[0]
+        first.kill()
+        first.communicate()
+        await until(lambda: not balancer.endpoint(address).healthy, limit=5.0)  # type: ignore[union-attr]
+        await trio.sleep(12)  # long enough for gRPC's default backoff to grow past 10 s
+        again = await trio.to_thread.run_sync(lambda: start("serve", "--port", port, "--grace", "0s"))
+        restarted.append(again)
+        assert again.stdout is not None
+        await trio.to_thread.run_sync(again.stdout.readline)  # it is serving
+        took = await until(lambda: balancer.endpoint(address).healthy, limit=15.0)  # type: ignore[union-attr]
+        assert took < 2.5, f"the replica came back {took:.1f} s before it was used"
+        for _ in range(20):
+            answers.extend(await calls(stub, 1))
+            await trio.sleep(0.05)
+
+    try:
+        with_proxy(config, seen, check)
+    finally:
+        for process in (first, other, *restarted):
+            stop(process)
+    assert set(answers) == {address, spare}, answers
+
+
+def proxy_stderr(tmp_path: Path, config: str, seconds: float = 3.0) -> str:
+    """What `meshsim live` says on stderr in its first `seconds`."""
+    path = tmp_path / "mesh.toml"
+    path.write_text(config, encoding="utf-8")
+    live_process, _ = start_proxy(path)
+    try:
+        time.sleep(seconds)
+        live_process.send_signal(signal.SIGTERM)
+        _, said = live_process.communicate(timeout=15)
+    finally:
+        stop(live_process)
+    return said
+
+
+def test_unreachable_replicas_are_named_once_with_the_reason(tmp_path: Path) -> None:
+    serve, (replica,) = serve_replicas(1)
+    try:
+        config = (
+            '[proxy]\nlisten = "127.0.0.1:0"\n'
+            f'endpoints = ["{replica}", "nosuchhost.invalid:50051", "127.0.0.1:1"]\n'
+            '[health]\ninterval = "200ms"\n'
+        )
+        said = proxy_stderr(tmp_path, config).splitlines()
+    finally:
+        stop(serve)
+    unresolved = "replica nosuchhost.invalid:50051 cannot be reached: its name does not resolve; trying again"
+    refused = "replica 127.0.0.1:1 cannot be reached: nothing listens on that port (connection refused); trying again"
+    assert said.count(f"meshsim: warning: {unresolved}") == 1, said
+    assert said.count(f"meshsim: warning: {refused}") == 1, said
+    assert not any(replica in line for line in said), said
+
+
+def test_a_tls_mismatch_with_the_replicas_is_said(tmp_path: Path) -> None:
+    from meshsim.tls import authority
+
+    certs = tmp_path / "certs"
+    authority.init_directory(certs)
+    plain, (plain_replica,) = serve_replicas(1)
+    secure, (tls_replica,) = serve_replicas(1, "--cert-dir", str(certs))
+    try:
+        to_plain = proxy_stderr(
+            tmp_path,
+            f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = ["{plain_replica}"]\n[mtls]\ncert_dir = "{certs}"\n',
+        )
+        to_tls = proxy_stderr(tmp_path, f'[proxy]\nlisten = "127.0.0.1:0"\nendpoints = ["{tls_replica}"]\n')
+    finally:
+        stop(plain)
+        stop(secure)
+    assert f"replica {plain_replica} cannot be reached: it does not speak TLS" in to_plain, to_plain
+    assert f"replica {tls_replica} cannot be reached: it closes the connection at once: does it expect TLS?" in (
+        to_tls
+    ), to_tls
+    for said in (to_plain, to_tls):
+        assert "ssl_transport_security" not in said and "Traceback" not in said

@@ -8,7 +8,7 @@ the command group sets them before any command imports grpc. In grpcio 1.85 only
 GRPC_VERBOSITY=NONE silences both lines: ERROR still prints the E lines.
 
 meshsim's own modules log with `logging.getLogger(__name__)`; while a command runs,
-every `meshsim.*` logger's warnings and errors come out as `meshsim: warning: ...`,
+every `meshsim.*` logger's news, warnings and errors come out as `meshsim: warning: ...`,
 without the traceback: an operator reads one line, a developer sets GRPC_VERBOSITY or
 runs the code under a debugger.
 """
@@ -31,14 +31,18 @@ def configure_logging() -> Iterator[None]:
     quieted = _quiet_grpc_core()
     logger = logging.getLogger("meshsim")
     handler = None
+    level = logger.level
     if not any(isinstance(present, _OneLine) for present in logger.handlers):
         handler = _OneLine()
         logger.addHandler(handler)
+        # Good news too ("replica ... is reachable again"), not only warnings.
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
         if handler is not None:
             logger.removeHandler(handler)
+            logger.setLevel(level)
         if quieted:
             os.environ.pop("GRPC_VERBOSITY", None)
 

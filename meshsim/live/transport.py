@@ -21,6 +21,7 @@ from meshsim.core.calls import CallSpec
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
+from meshsim.live.reachability import Reachability
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
@@ -131,12 +132,15 @@ class LiveTransport:
         channels: Mapping[str, grpc.aio.Channel],
         connect: Callable[[str], grpc.aio.Channel] | None = None,
         home: Home | None = None,
+        secure: bool = False,
     ) -> None:
-        """`home`: where the call path runs (Trio by default)."""
+        """`home`: where the call path runs (Trio by default); `secure`: the channels speak TLS."""
         self.channels = dict(channels)
         self._connect = connect
         self.home: Home = home if home is not None else bridge.TrioHome()
         self._retired: list[grpc.aio.Channel] = []
+        # What health checks learn of replicas they cannot reach, said once in a log line.
+        self.reachability = Reachability(secure)
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
@@ -158,6 +162,7 @@ class LiveTransport:
             self._retired.remove(old)
 
     async def close_endpoint(self, endpoint: str) -> None:
+        self.reachability.forget(endpoint)
         channel = self.channels.pop(endpoint, None)
         if channel is not None:
             await bridge.wait(channel.close())
@@ -184,11 +189,18 @@ class LiveTransport:
             answer = await bridge.wait(stub.Check(health_pb2.HealthCheckRequest(service=service)))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
+                self.reachability.reached(endpoint)
                 return HealthStatus.SERVICE_UNKNOWN
+            self._unreached(endpoint, error)
             return HealthStatus.UNREACHABLE
         except bridge.HostCancelled:
             return HealthStatus.UNREACHABLE  # its channel closed under it (replaced, or removed)
+        self.reachability.reached(endpoint)
         return _serving_status(answer.status)
+
+    def _unreached(self, endpoint: str, error: grpc.aio.AioRpcError) -> None:
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            self.reachability.failed(endpoint, error.details() or "")
 
     async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
         channel = self.channels.get(endpoint)
@@ -201,11 +213,13 @@ class LiveTransport:
                     except grpc.aio.AioRpcError as error:
                         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                             raise WatchUnsupported(endpoint) from None
+                        self._unreached(endpoint, error)
                         break
                     except bridge.HostCancelled:
                         break  # its channel was closed: a drained one after a reconnect, or a removed one
                     if answer is grpc.aio.EOF:
                         break
+                    self.reachability.reached(endpoint)
                     yield _serving_status(answer.status)
             finally:
                 call.cancel()

@@ -32,6 +32,16 @@ from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue, Timers
 
 
+def reconnect_options(health: HealthConfig) -> tuple[tuple[str, int], ...]:
+    """gRPC's reconnect backoff grows to two minutes while a replica is down; a replica that comes
+    back must be found within about a health interval, so a channel tries again at least that often."""
+    interval_ms = max(100, int(health.interval * 1000))
+    return (
+        ("grpc.initial_reconnect_backoff_ms", min(1000, interval_ms)),
+        ("grpc.max_reconnect_backoff_ms", interval_ms),
+    )
+
+
 class Upstream:
     def __init__(
         self,
@@ -62,14 +72,14 @@ class Upstream:
         self.certificates = certificates
         self._seed = seed if seed is not None else label
         self._host = host
-        options = tuple(channel_options)
+        options = tuple({**dict(reconnect_options(health)), **dict(channel_options)}.items())
 
         def connect(endpoint: str) -> grpc.aio.Channel:
             if certificates is None:
                 return grpc.aio.insecure_channel(endpoint, options=options)
             return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
 
-        self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect, host)
+        self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect, host, certificates is not None)
         self.balancer = Balancer(
             f"balancer:{label}",
             label,
