@@ -210,3 +210,16 @@ def test_a_listen_port_held_by_another_grpc_server_is_a_clear_error(tmp_path: Pa
             await holder.stop(0)
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("listen", ["localhost", "127.0.0.1:", ":50050", "127.0.0.1:99999", "127.0.0.1:١٢٣"])
+def test_a_listen_flag_that_is_no_address_is_refused_as_in_the_config(tmp_path: Path, listen: str) -> None:
+    """gRPC takes "localhost" alone as port 443: the flag is checked as the config's `listen` is."""
+    config = tmp_path / "mesh.toml"
+    config.write_text('[proxy]\nendpoints = ["127.0.0.1:1"]\n', encoding="utf-8")
+    result = meshsim("live", str(config), "--listen", listen)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"Error: Invalid value for --listen: expected \"host:port\", got {listen!r}"
+    )

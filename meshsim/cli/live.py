@@ -18,7 +18,7 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
     import attrs
     import trio
 
-    from meshsim.core.live_config import load_live_config
+    from meshsim.core.live_config import is_address, load_live_config
     from meshsim.core.scenario import ScenarioError
     from meshsim.live import run
     from meshsim.live.proxy import Proxy
@@ -30,6 +30,8 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
         app.display_error(str(error))
         raise SystemExit(2) from None
     if listen is not None:
+        if not is_address(listen):
+            raise click.BadParameter(f'expected "host:port", got {listen!r}', param_hint="--listen")
         config = attrs.evolve(config, listen=listen)
 
     async def main() -> None:

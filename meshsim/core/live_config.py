@@ -395,16 +395,18 @@ def _mtls(table: Table) -> MtlsConfig | None:
 
 def _address(table: Table, key: str, default: str) -> str:
     value: str = table.string(key, default)
-    if not _is_address(value):
+    if not is_address(value):
         table.fail(key, f'expected "host:port", got {value!r}')
     return value
 
 
-def _is_address(value: object) -> bool:
+def is_address(value: object) -> bool:
+    """Whether `value` is "host:port" with a host and an ASCII port number (gRPC takes "localhost"
+    alone as port 443, which nobody means)."""
     if not isinstance(value, str):
         return False
     host, _, port = value.rpartition(":")
-    return bool(host) and port.isdigit() and int(port) <= 65535
+    return bool(host) and port.isascii() and port.isdigit() and int(port) <= 65535
 
 
 def _is_ipv6(text: str) -> bool:
@@ -421,7 +423,7 @@ def _endpoints(table: Table, key: str, required: bool = True) -> tuple[str, ...]
     if not isinstance(raw, list) or not raw:
         table.fail(key, f'expected a non-empty array of "host:port" strings, got {raw!r}')
     for index, item in enumerate(raw):
-        if not _is_address(item):
+        if not is_address(item):
             table.fail(f"{key}[{index}]", f'expected "host:port", got {item!r}')
     return tuple(raw)
 
@@ -446,7 +448,7 @@ def _discovery(parent: Table) -> Discovery | None:
         srv = kinds[0] == "srv"
         nameservers = table.raw("nameservers", [])
         if not isinstance(nameservers, list) or not all(
-            isinstance(n, str) and (_is_address(n) or (n and ":" not in n) or _is_ipv6(n)) for n in nameservers
+            isinstance(n, str) and (is_address(n) or (n and ":" not in n) or _is_ipv6(n)) for n in nameservers
         ):
             table.fail("nameservers", f'expected an array of "host" or "host:port" strings, got {nameservers!r}')
         if srv and not nameservers:

@@ -93,10 +93,11 @@ class Replica:
                 self.port = server.add_insecure_port(address)
             else:
                 self.port = server.add_secure_port(address, self.certificates.credentials())
-        except RuntimeError as error:
-            raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: {error}") from None
+        except RuntimeError:
+            # grpc's own words only say to set GRPC_VERBOSITY for the details.
+            self.port = 0
         if self.port == 0:
-            raise ServeError(f"cannot listen on {self.host}:{self.requested_port}: address in use or not local")
+            raise ServeError(f"cannot listen on {address}: address in use or not local")
         if counting is not None:
             counting.replica = self.address
         self.servicer = MeshServicer(self.address, self.faults)
