@@ -13,9 +13,10 @@ import pytest
 import trio
 import trio.testing
 
+from meshsim.core.breaker import BreakerConfig
 from meshsim.core.calls import CallSpec
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import AttemptFinished, AttemptKind, RequestFinished, RetryRefused
+from meshsim.core.events import AttemptFinished, AttemptKind, BreakerChanged, RequestFinished, RetryRefused
 from meshsim.core.health import HealthConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
@@ -648,3 +649,56 @@ def test_an_exception_on_the_call_path_ends_the_call_internal(
         if isinstance(e, Exception)
     )
     assert f"{type(error).__name__}: {error}" in message
+
+
+def test_cancelled_hedges_give_a_half_open_replica_breaker_its_permits_back() -> None:
+    """Hedges that lose are cancelled and record nothing; in HALF_OPEN each held one of the few
+    permits, so without giving them back the replica's breaker waits forever and the replica is
+    never tried again."""
+    observer = Observer()
+    moves: list[BreakerChanged] = []
+    observer.subscribe(BreakerChanged, moves.append)
+    config = BreakerConfig(minimum_calls=2, window_size=2, wait_duration_in_open=1.0, permitted_calls_in_half_open=2)
+    policies = CallPolicies(replica_breaker=config, hedging=HedgingPolicy(max_attempts=2, hedging_delay=0.0005))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            timers = TimerQueue()
+            nursery.start_soon(timers.run)
+            balancer = Balancer(
+                "b",
+                "c",
+                "api",
+                BalancerConfig(),
+                HealthConfig(enabled=False),
+                [Endpoint("api/0", index=0)],
+                random.Random(1),
+                observer,
+            )
+            # Two failures open the breaker; after the wait, every call's first attempt answers at
+            # once (OK) while its hedge, sent 0.5 ms later to the same replica, is cancelled.
+            script: list[StatusCode | Exception] = [StatusCode.UNAVAILABLE] * 2 + [StatusCode.OK] * 40
+            transport = Slow(timers, script)
+            channel = MeshChannel("c", "api", balancer, transport, observer, timers, policies)
+            for _ in range(2):
+                channel.start(CallSpec(client="c", service="api", method=METHOD))
+                await trio.sleep(0.01)
+            await trio.sleep(1.5)
+            for _ in range(6):
+                channel.start(CallSpec(client="c", service="api", method=METHOD))
+                await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [m.state for m in moves] == ["OPEN", "HALF_OPEN", "CLOSED"], moves
+
+
+class Slow(Scripted):
+    """Attempts end 1 ms after they start; the hedge of a call that already answered is cancelled."""
+
+    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> ScriptedAttempt:
+        outcome = self.script.pop(0)
+        assert not isinstance(outcome, Exception)
+        attempt = ScriptedAttempt(on_done, None)
+        self.timers.call_at(self.timers.now() + 0.001, attempt.end, outcome)
+        return attempt

@@ -207,6 +207,29 @@ def test_half_open_lets_exactly_the_permitted_calls_through() -> None:
     assert cb.state is HALF_OPEN
 
 
+def test_a_half_open_call_without_an_outcome_gives_its_permit_back() -> None:
+    """A hedge that lost, or a call its caller gave up, ends CANCELLED: nothing to record, and in
+    HALF_OPEN its permit must come back (resilience4j's releasePermission), or the breaker waits
+    forever for the results of calls that will never report one."""
+    cb = open_breaker(now=0.0, permitted_calls_in_half_open=2)
+    assert cb.try_acquire(6.0) == (True, HALF_OPEN)
+    assert cb.try_acquire(6.0) == (True, None)
+    assert cb.try_acquire(6.0) == (False, None)
+    cb.release()  # one of them was cancelled
+    assert cb.try_acquire(6.1) == (True, None)
+    assert cb.record(6.2, OK, 0.01) is None
+    assert cb.record(6.3, OK, 0.01) is CLOSED
+    cb.release()  # CLOSED keeps no permits: nothing to give back
+    assert cb.state is CLOSED
+
+
+def test_releasing_never_lets_more_than_the_permitted_calls_through() -> None:
+    cb = half_open_breaker(permitted_calls_in_half_open=2)
+    for _ in range(5):
+        cb.release()
+    assert [cb.try_acquire(6.0)[0] for _ in range(3)] == [True, True, False]
+
+
 def test_half_open_closes_when_the_permitted_calls_succeed() -> None:
     cb = half_open_breaker()
     assert cb.try_acquire(6.0) == (True, None)

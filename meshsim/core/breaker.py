@@ -86,6 +86,13 @@ class CircuitBreaker:
             return True, moved
         return False, moved
 
+    def release(self) -> None:
+        """A call let through ended with no outcome to record (cancelled, or refused further on):
+        in HALF_OPEN its permit is given back, as resilience4j's releasePermission does, or the
+        breaker would wait for a result that never comes."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._half_open_permits = min(self._half_open_permits + 1, self.config.permitted_calls_in_half_open)
+
     def record(self, now: float, status: StatusCode, duration: float) -> BreakerState | None:
         """Record the outcome of a call that was let through; returns the new state if it moved."""
         config = self.config

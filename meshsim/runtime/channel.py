@@ -124,6 +124,7 @@ class MeshChannel:
                 if not allowed:
                     run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
                     return run
+                run.breaker_permit = True
             limits = self.policies.limits
             if limits is not None and self.active_calls >= limits.max_requests:
                 if self.pending_calls >= limits.max_pending:
@@ -172,11 +173,15 @@ class MeshChannel:
         if run.queued:
             self.pending_calls -= 1  # its deadline passed while it waited for a slot
             run.queued = False
-        if run.admitted:
-            self.active_calls -= 1
-            if self.service_breaker is not None and run.attempts:
+        if run.breaker_permit:
+            assert self.service_breaker is not None
+            if run.attempts:
                 moved = self.service_breaker.record(now, status, now - run.started)
                 self._breaker_moved("service", self.service, moved, now)
+            else:
+                self.service_breaker.release()  # refused by the limits, or its deadline passed in the queue
+        if run.admitted:
+            self.active_calls -= 1
             while self._pending:
                 waiting = self._pending.popleft()
                 if not waiting.done:
@@ -231,9 +236,13 @@ class MeshChannel:
         )
         if endpoint is None:
             return
-        if self._replica_breaker is not None and status is not StatusCode.CANCELLED:
+        if self._replica_breaker is not None:
             breaker = self._replica_breakers.get(endpoint.name)
-            if breaker is not None:
+            if breaker is None:
+                pass
+            elif status is StatusCode.CANCELLED:
+                breaker.release()  # a hedge that lost, a call its caller gave up: no outcome
+            else:
                 self._breaker_moved("replica", endpoint.name, breaker.record(now, status, now - started), now)
         self.balancer.record_outcome(endpoint, status, now - started, now)
 
@@ -270,6 +279,7 @@ class CallRun:
         "active",
         "admitted",
         "attempts",
+        "breaker_permit",
         "call",
         "channel",
         "deadline_at",
@@ -294,6 +304,7 @@ class CallRun:
         self.attempts = 0
         self.done = False
         self.admitted = False
+        self.breaker_permit = False  # holds one of the service breaker's calls
         self.queued = False
         self.last_status = StatusCode.UNAVAILABLE
         self._on_finished = on_finished
@@ -441,12 +452,14 @@ class CallRun:
         endpoint = channel.pick(self.call.key, self.tried)
         if endpoint is None:
             channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
-            self._after(None, kind, StatusCode.UNAVAILABLE, None, now)
+            if not self._unsent_hedge(kind):
+                self._after(None, kind, StatusCode.UNAVAILABLE, None, now)
             return
         self.tried.append(endpoint)
         if not channel.replica_breaker_allows(endpoint, now):
             channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
-            self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
+            if not self._unsent_hedge(kind):
+                self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
             return
         deadline_at = self.deadline_at
         retry = self.retry
@@ -490,6 +503,11 @@ class CallRun:
         if self._commit_first:
             self._commit_first = False
             self._committed = attempt.handle
+
+    def _unsent_hedge(self, kind: AttemptKind) -> bool:
+        """A hedge that found no replica to go to (none pickable, or its breaker refused) is no answer:
+        while attempts are in flight they still decide the call."""
+        return kind is AttemptKind.HEDGE and bool(self.active)
 
     def _after(
         self, endpoint: Endpoint | None, kind: AttemptKind, status: StatusCode, pushback: int | None, now: float
