@@ -221,5 +221,5 @@ def test_a_listen_flag_that_is_no_address_is_refused_as_in_the_config(tmp_path: 
     assert result.returncode == 2
     assert (
         result.stderr.strip().splitlines()[-1]
-        == f"Error: Invalid value for --listen: expected \"host:port\", got {listen!r}"
+        == f'Error: Invalid value for --listen: expected "host:port", got {listen!r}'
     )
