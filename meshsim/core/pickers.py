@@ -9,6 +9,7 @@ every new picker, as in gRPC.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Sequence
@@ -181,19 +182,11 @@ class RingHashPicker:
     ) -> None:
         members = list(universe) if universe is not None else list(endpoints)
         members += [e for e in endpoints if e not in members]
-        total_weight = sum(max(0, e.weight) for e in members) or 1
-        points: list[tuple[int, int]] = []
-        for position, endpoint in enumerate(members):
-            if endpoint.weight <= 0:
-                continue
-            share = max(1, round(ring_size * endpoint.weight / total_weight))
-            for replica in range(share):
-                points.append((stable_hash(f"{endpoint.name}_{replica}"), position))
-        points.sort()
+        self._hashes, positions = _ring(tuple((e.name, e.weight) for e in members), ring_size)
         pickable = {id(e) for e in endpoints}
-        self._hashes = [h for h, _ in points]
-        self._owners = [members[p] for _, p in points]
-        self._usable = [id(members[p]) in pickable for _, p in points]
+        self._owners = [members[p] for p in positions]
+        usable = [id(e) in pickable for e in members]
+        self._usable = [usable[p] for p in positions]
 
     def pick(self, key: str | None) -> Endpoint | None:
         count = len(self._hashes)
@@ -204,6 +197,24 @@ class RingHashPicker:
             if usable[index]:
                 return self._owners[index]
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def _ring(members: tuple[tuple[str, int], ...], ring_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ring's points (sorted hashes) and the position in `members` of each point's owner.
+
+    Kept: a balancer publishes a new picker at every health change, and hashing a ring of a
+    million points each time costs seconds, while only which owners are usable changed.
+    """
+    total_weight = sum(max(0, weight) for _, weight in members) or 1
+    points: list[tuple[int, int]] = []
+    for position, (name, weight) in enumerate(members):
+        if weight <= 0:
+            continue
+        share = max(1, round(ring_size * weight / total_weight))
+        points.extend((stable_hash(f"{name}_{replica}"), position) for replica in range(share))
+    points.sort()
+    return tuple(h for h, _ in points), tuple(p for _, p in points)
 
 
 def _no_clock() -> float:
