@@ -22,6 +22,7 @@ from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.report import Report
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
+from meshsim.core.scenario import Scenario
 from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.balancer import Balancer
@@ -60,9 +61,12 @@ def simulate(
     duration: str = "2s",
     drain: str = "5s",
     latency: str = "10ms",
+    change: Callable[[Scenario], Scenario] | None = None,
 ) -> Log:
     text = HEADER.format(duration=duration, drain=drain, replicas=replicas, latency=latency) + body
     scenario = load_scenario(write_scenario(text))
+    if change is not None:
+        scenario = change(scenario)
     observer = Observer()
     log = Log(report=None, calls=[], attempts=[], refused=[])  # type: ignore[arg-type]
     observer.subscribe(RequestFinished, log.calls.append)
@@ -468,6 +472,13 @@ rate = 1.0
 
 def test_a_backoff_multiplier_too_large_for_a_float_waits_max_backoff(write_scenario: Callable[[str], Path]) -> None:
     # 1e200 ** 2 overflows a float: the scenario still runs, each wait simply stops at max_backoff.
+    # (A file may say at most 100; the policy is made here, as a program using the runtime would.)
+    def huge(scenario: Scenario) -> Scenario:
+        retry = scenario.policies.retry
+        assert retry is not None
+        policies = attrs.evolve(scenario.policies, retry=attrs.evolve(retry, backoff_multiplier=1e200))
+        return attrs.evolve(scenario, policies=policies)
+
     log = simulate(
         write_scenario,
         """
@@ -478,7 +489,7 @@ enabled = false
 max_attempts = 5
 initial_backoff = "10ms"
 max_backoff = "50ms"
-backoff_multiplier = 1e200
+backoff_multiplier = 100
 jitter = 0
 
 [[client]]
@@ -492,6 +503,7 @@ target = "api"
 rate = 1.0
 """,
         duration="1s",
+        change=huge,
     )
     calls = [c for c in log.calls if c.started > 0]  # the first call starts before the fault
     assert len(calls) >= 4

@@ -194,7 +194,7 @@ def test_a_directory_cannot_be_read(tmp_path: Path) -> None:
 def test_invalid_utf8_cannot_be_read(files: Files, tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'schema = "meshsim/v1"\nname = "caf\xe9"\n')
-    assert files.error_of(path).startswith("cannot read: 'utf-8' codec can't decode byte 0xe9")
+    assert files.error_of(path) == "not UTF-8 text (byte 33)"
 
 
 @pytest.mark.parametrize(
@@ -221,7 +221,7 @@ def test_invalid_toml(files: Files, text: str, problem: str) -> None:
 @pytest.mark.parametrize(
     ("schema", "message"),
     [
-        pytest.param(DROP, 'schema: expected "meshsim/v1", got None', id="missing"),
+        pytest.param(DROP, 'schema: is required: a scenario file starts with schema = "meshsim/v1"', id="missing"),
         pytest.param("meshsim/v2", "schema: expected \"meshsim/v1\", got 'meshsim/v2'", id="other-version"),
         pytest.param(1, 'schema: expected "meshsim/v1", got 1', id="number"),
     ],
@@ -351,22 +351,22 @@ def test_duplicate_service_name(bad: Callable[..., str]) -> None:
         pytest.param({"weights": [1, 2, 3, 4]}, "service[0].weights: has 4 entries for 3 replicas", id="weights-long"),
         pytest.param(
             {"weights": [1, -1, 1]},
-            "service[0].weights: expected an array of non-negative integers, got [1, -1, 1]",
+            "service[0].weights: expected an array of integers from 0 to 1,000,000, got [1, -1, 1]",
             id="weights-negative",
         ),
         pytest.param(
             {"weights": [1, True, 1]},
-            "service[0].weights: expected an array of non-negative integers, got [1, True, 1]",
+            "service[0].weights: expected an array of integers from 0 to 1,000,000, got [1, True, 1]",
             id="weights-bool",
         ),
         pytest.param(
             {"weights": [1.5, 1, 1]},
-            "service[0].weights: expected an array of non-negative integers, got [1.5, 1, 1]",
+            "service[0].weights: expected an array of integers from 0 to 1,000,000, got [1.5, 1, 1]",
             id="weights-float",
         ),
         pytest.param(
             {"weights": "1,2,3"},
-            "service[0].weights: expected an array of non-negative integers, got '1,2,3'",
+            "service[0].weights: expected an array of integers from 0 to 1,000,000, got '1,2,3'",
             id="weights-string",
         ),
         pytest.param(
@@ -479,12 +479,12 @@ def test_bad_latency(bad: Callable[..., str], latency: Any, message: str) -> Non
         pytest.param({"dist": "empirical", "bounds": ["1ms"]}, "weights: is required", id="no-weights"),
         pytest.param(
             {"dist": "empirical", "bounds": [], "weights": []},
-            "bounds: expected a non-empty array of durations (bucket upper edges)",
+            "bounds: expected an array of 1 to 10,000 durations (bucket upper edges)",
             id="bounds-empty",
         ),
         pytest.param(
             {"dist": "empirical", "bounds": "10ms", "weights": [1]},
-            "bounds: expected a non-empty array of durations (bucket upper edges)",
+            "bounds: expected an array of 1 to 10,000 durations (bucket upper edges)",
             id="bounds-not-array",
         ),
         pytest.param(
@@ -584,7 +584,7 @@ def test_bad_balancer(bad: Callable[..., str], balancer: Any, message: str) -> N
     [
         pytest.param({"enabled": "yes"}, "health.enabled: expected true or false, got a string 'yes'", id="enabled"),
         pytest.param({"enabled": 1}, "health.enabled: expected true or false, got an integer 1", id="enabled-int"),
-        pytest.param({"interval": "0s"}, "health.interval: must be greater than 0s, got '0s'", id="interval-zero"),
+        pytest.param({"interval": "0s"}, "health.interval: must be at least 1ms, got '0s'", id="interval-zero"),
         pytest.param(
             {"interval": "often"}, "health.interval: expected a duration like \"10s\", got 'often'", id="interval"
         ),
@@ -1299,7 +1299,7 @@ def test_validate_ok(files: Files) -> None:
     code, out, err = invoke(str(path))
     assert code == 0
     assert err == ""
-    assert out == f"ok: {path} (1 service(s), 3 replica(s), 1 client(s), 1 fault(s), 2 assertion(s))\n"
+    assert out.startswith(f"ok: {path} (1 service(s), 3 replica(s), 1 client(s), 1 fault(s), 2 assertion(s); about ")
 
 
 def test_validate_bad_file_exits_2_with_one_line(files: Files) -> None:
@@ -1315,7 +1315,8 @@ def test_validate_reports_every_file(files: Files, tmp_path: Path) -> None:
     bad = files.write(scenario_text(service={"replicas": 0}))
     code, out, err = invoke(str(good), str(tmp_path / "missing.toml"), str(bad), str(good))
     assert code == 2
-    assert out.splitlines() == [f"ok: {good} (1 service(s), 3 replica(s), 1 client(s), 0 fault(s), 0 assertion(s))"] * 2
+    summary = f"ok: {good} (1 service(s), 3 replica(s), 1 client(s), 0 fault(s), 0 assertion(s); about 1,000 calls)"
+    assert out.splitlines() == [summary] * 2
     assert err.splitlines() == [
         f"error: {tmp_path / 'missing.toml'}: no such file",
         f"error: {bad}: service[0].replicas: must be at least 1, got 0",
@@ -1328,7 +1329,7 @@ def test_validate_shipped_scenarios() -> None:
     assert err == ""
     lines = out.splitlines()
     assert [line.split(" ")[1] for line in lines] == [str(path) for path in SCENARIOS]
-    assert all(line.startswith("ok: ") and line.endswith(" assertion(s))") for line in lines)
+    assert all(line.startswith("ok: ") and line.endswith(" calls)") for line in lines)
     assert f"ok: {ROOT / 'scenarios/faults_tour.toml'} (1 service(s), 4 replica(s), 2 client(s)" in out
 
 
@@ -1354,7 +1355,7 @@ def test_validate_ok_line_is_not_wrapped_on_a_narrow_console(files: Files) -> No
     path = files.write(scenario_text())
     code, out, _ = invoke(str(path), columns="80")
     assert code == 0
-    assert out == f"ok: {path} (1 service(s), 3 replica(s), 1 client(s), 0 fault(s), 0 assertion(s))\n"
+    assert out.startswith(f"ok: {path} (1 service(s), 3 replica(s), 1 client(s), 0 fault(s), 0 assertion(s); about ")
 
 
 def test_validate_survives_markup_in_user_values(files: Files) -> None:

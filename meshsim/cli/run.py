@@ -24,11 +24,13 @@ from meshsim.cli.app import Application
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no report, only the verdict.")
 @click.pass_obj
 def run(app: Application, scenario_path: str, seed: int | None, json_path: str | None, quiet: bool) -> None:
-    """Run SCENARIO deterministically; exit 0 when its assertions pass, 1 when one fails, 2 on bad input."""
+    """Run SCENARIO deterministically; exit 0 when its assertions pass, 1 when one fails, 2 on bad input,
+    3 when the simulator itself fails."""
     from rich.markup import escape
 
     from meshsim.cli.progress import VirtualTimeProgress
     from meshsim.cli.render import render_report
+    from meshsim.core import cost
     from meshsim.core.scenario import ScenarioError
     from meshsim.core.scenario_loader import load_scenario
     from meshsim.sim.runner import run_scenario
@@ -41,10 +43,21 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
     if seed is not None:
         scenario = scenario.with_seed(seed)
 
+    estimate = cost.estimate(scenario)
+    if estimate.large and not quiet:
+        app.errors.print(f"simulating {escape(estimate.describe())}", soft_wrap=True)
     progress = None if quiet or not app.interactive else VirtualTimeProgress(app.console, scenario.duration)
     started = time.monotonic()
     try:
         report = run_scenario(scenario, progress=progress)
+    except Exception as error:
+        # Not the file's fault and not a failed assertion: a bug in meshsim, told apart by its code.
+        cause = _innermost(error)
+        app.display_error(
+            f"{scenario_path}: the simulator failed (seed {scenario.seed}): {type(cause).__name__}: {cause}; "
+            "this is a bug in meshsim, please report it with the scenario file"
+        )
+        raise SystemExit(3) from None
     finally:
         if progress is not None:
             progress.close()
@@ -77,6 +90,13 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
     show.print(
         f"[bold green]PASSED[/] {escape(scenario.name)} (seed {scenario.seed}, {len(report.assertions)} assertion(s))"
     )
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The first exception inside Trio's groups, which says what broke (an ActorFailed names the actor)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _observed(value: float) -> str:

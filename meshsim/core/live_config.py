@@ -36,6 +36,7 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.scenario import ScenarioError
 from meshsim.core.scenario_loader import (
     Table,
+    check_depth,
     optional_table,
     read_balancer,
     read_health,
@@ -43,6 +44,7 @@ from meshsim.core.scenario_loader import (
     read_policies,
     read_retry,
     read_text,
+    shown,
     toml_table,
 )
 
@@ -262,16 +264,34 @@ _ALGORITHMS = {name: name for name in POLICIES} | {
 }
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a few hundred bytes of nested aliases expand to gigabytes (a "billion
+    laughs"), and a config has no need of them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in a meshsim config", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def _from_yaml(path: Path, text: str) -> ProxyConfig:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliases)  # a SafeLoader, without aliases
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or error
         raise ScenarioError(f"{path}: not valid YAML{where}: {problem}") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ScenarioError(f"{path}: not valid YAML: a number with thousands of digits") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: mappings or lists nested too deeply") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    check_depth(path, data)
     top = Table(path, data)
     clusters = []
     for table in top.tables("services"):
@@ -376,7 +396,7 @@ def _mtls(table: Table) -> MtlsConfig | None:
         if value is None:
             return default
         if not isinstance(value, str) or not value:
-            table.fail(key, f"expected a file path, got {value!r}")
+            table.fail(key, f"expected a file path, got {shown(value)}")
         found = Path(value)
         return found if found.is_absolute() else table.file.parent / found
 
@@ -396,7 +416,7 @@ def _mtls(table: Table) -> MtlsConfig | None:
 def _address(table: Table, key: str, default: str) -> str:
     value: str = table.string(key, default)
     if not is_address(value):
-        table.fail(key, f'expected "host:port", got {value!r}')
+        table.fail(key, f'expected "host:port", got {shown(value)}')
     return value
 
 
@@ -421,10 +441,10 @@ def _endpoints(table: Table, key: str, required: bool = True) -> tuple[str, ...]
     if not required and raw == []:
         return ()
     if not isinstance(raw, list) or not raw:
-        table.fail(key, f'expected a non-empty array of "host:port" strings, got {raw!r}')
+        table.fail(key, f'expected a non-empty array of "host:port" strings, got {shown(raw)}')
     for index, item in enumerate(raw):
         if not is_address(item):
-            table.fail(f"{key}[{index}]", f'expected "host:port", got {item!r}')
+            table.fail(f"{key}[{index}]", f'expected "host:port", got {shown(item)}')
     return tuple(raw)
 
 
@@ -450,7 +470,7 @@ def _discovery(parent: Table) -> Discovery | None:
         if not isinstance(nameservers, list) or not all(
             isinstance(n, str) and (is_address(n) or (n and ":" not in n) or _is_ipv6(n)) for n in nameservers
         ):
-            table.fail("nameservers", f'expected an array of "host" or "host:port" strings, got {nameservers!r}')
+            table.fail("nameservers", f'expected an array of "host" or "host:port" strings, got {shown(nameservers)}')
         if srv and not nameservers:
             table.fail("nameservers", "SRV records need a nameserver to ask (the system resolver has no SRV)")
         discovery = DnsDiscovery(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import reprlib
 import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import attrs
 
+from meshsim.core import cost
 from meshsim.core.breaker import BreakerConfig, ConcurrencyLimit
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import (
@@ -60,6 +62,32 @@ from meshsim.core.units import format_duration, parse_duration
 _MISSING: Any = object()
 T = TypeVar("T")
 
+# Bounds that keep every file's reading finite and every accepted run within a laptop's means.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 16  # tables and arrays inside each other; real configs use four or five
+MAX_DURATION = 7 * 24 * 3600.0  # any duration: a simulated week
+MAX_INTEGER = 2**31 - 1  # any integer a key takes, unless the key says less
+MAX_REPLICAS = 10_000  # per service
+MAX_WEIGHT = 1_000_000
+MAX_RING_SIZE = 2**20  # gRPC's ring_hash allows up to 8M entries; a million is plenty in a simulation
+MAX_PUSHBACK_MS = 86_400_000
+MIN_INTERVAL = 0.001  # health checks and outlier sweeps: a thousand a second at most
+
+# How a value is shown in an error: a line, never the whole of something huge.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 48, 48, 24
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+
+
+def shown(value: object) -> str:
+    """`value` as an error message quotes it: repr, cut to fit a line."""
+    try:
+        text = _SHOWN.repr(value)
+    except ValueError:  # an integer too long for str() at all
+        return "a number with thousands of digits"
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -102,7 +130,9 @@ class Table:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            self.fail(key, "is required")
+            written = [k for k in self.data if isinstance(k, str) and k not in self._read]
+            hint = difflib.get_close_matches(key, written, n=1)
+            self.fail(key, f"is required (is {shown(hint[0])} a misspelling of it?)" if hint else "is required")
         return default
 
     def string(self, key: str, default: Any = _MISSING) -> Any:
@@ -110,17 +140,19 @@ class Table:
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, str) or not value:
-            self.fail(key, f"expected a non-empty string, got {_type_name(value)} {value!r}")
+            self.fail(key, f"expected a non-empty string, got {_type_name(value)} {shown(value)}")
         return value
 
-    def integer(self, key: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, minimum: int | None = None, maximum: int = MAX_INTEGER) -> Any:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
         if type(value) is not int:
-            self.fail(key, f"expected an integer, got {_type_name(value)} {value!r}")
+            self.fail(key, f"expected an integer, got {_type_name(value)} {shown(value)}")
         if minimum is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum}, got {value}")
+            self.fail(key, f"must be at least {minimum}, got {shown(value)}")
+        if value > maximum:
+            self.fail(key, f"must be at most {maximum:,}, got {shown(value)}")
         return value
 
     def number(
@@ -134,8 +166,14 @@ class Table:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
-        if type(value) not in (int, float) or not math.isfinite(value):
-            self.fail(key, f"expected a number, got {_type_name(value)} {value!r}")
+        if type(value) not in (int, float):
+            self.fail(key, f"expected a number, got {_type_name(value)} {shown(value)}")
+        try:
+            value = float(value)
+        except OverflowError:
+            self.fail(key, f"is too large a number, got {shown(value)}")
+        if not math.isfinite(value):
+            self.fail(key, f"expected a number, got a number {shown(value)}")
         if minimum is not None and value < minimum:
             self.fail(key, f"must be at least {minimum:g}, got {value:g}")
         if maximum is not None and value > maximum:
@@ -147,22 +185,26 @@ class Table:
     def boolean(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw(key, default)
         if type(value) is not bool:
-            self.fail(key, f"expected true or false, got {_type_name(value)} {value!r}")
+            self.fail(key, f"expected true or false, got {_type_name(value)} {shown(value)}")
         return value
 
-    def duration(self, key: str, default: Any = _MISSING, positive: bool = False) -> Any:
+    def duration(self, key: str, default: Any = _MISSING, positive: bool = False, minimum: float = 0.0) -> Any:
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
-        return self.convert_duration(key, value, positive)
+        return self.convert_duration(key, value, positive, minimum)
 
-    def convert_duration(self, key: str, value: object, positive: bool = False) -> float:
+    def convert_duration(self, key: str, value: object, positive: bool = False, minimum: float = 0.0) -> float:
         try:
             seconds = parse_duration(value)
         except ValueError:
-            self.fail(key, f'expected a duration like "10s", got {value!r}')
+            self.fail(key, f'expected a duration like "10s", got {shown(value)}')
         if positive and seconds <= 0:
-            self.fail(key, f"must be greater than 0s, got {value!r}")
+            self.fail(key, f"must be greater than 0s, got {shown(value)}")
+        if seconds < minimum:
+            self.fail(key, f"must be at least {format_duration(minimum)}, got {shown(value)}")
+        if seconds > MAX_DURATION:
+            self.fail(key, f"must be at most {format_duration(MAX_DURATION)} (7 days), got {shown(value)}")
         return seconds
 
     def choice(self, key: str, options: Iterable[str], default: Any = _MISSING) -> Any:
@@ -171,7 +213,7 @@ class Table:
             return value
         options = tuple(options)
         if value not in options:
-            self.fail(key, f"expected one of {', '.join(options)}, got {value!r}")
+            self.fail(key, f"expected one of {', '.join(options)}, got {shown(value)}")
         return value
 
     def status(self, key: str, default: StatusCode) -> StatusCode:
@@ -181,20 +223,20 @@ class Table:
         try:
             return StatusCode.parse(str(value))
         except ValueError:
-            self.fail(key, f'expected a gRPC status code like "UNAVAILABLE", got {value!r}')
+            self.fail(key, f'expected a gRPC status code like "UNAVAILABLE", got {shown(value)}')
 
     def statuses(self, key: str, default: frozenset[StatusCode]) -> frozenset[StatusCode]:
         value = self.raw(key, None)
         if value is None:
             return default
         if not isinstance(value, list):
-            self.fail(key, f'expected an array of gRPC status codes like ["UNAVAILABLE"], got {value!r}')
+            self.fail(key, f'expected an array of gRPC status codes like ["UNAVAILABLE"], got {shown(value)}')
         codes = set()
         for index, item in enumerate(value):
             try:
                 codes.add(StatusCode.parse(str(item)))
             except ValueError:
-                self.fail(f"{key}[{index}]", f'expected a gRPC status code like "UNAVAILABLE", got {item!r}')
+                self.fail(f"{key}[{index}]", f'expected a gRPC status code like "UNAVAILABLE", got {shown(item)}')
         return frozenset(codes)
 
     def names(self, key: str, options: tuple[str, ...] | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -204,13 +246,13 @@ class Table:
             return default
         among = "" if options is None else f" from {', '.join(options)}"
         if not isinstance(value, list) or not value:
-            self.fail(key, f"expected a non-empty array of names{among}, got {value!r}")
+            self.fail(key, f"expected a non-empty array of names{among}, got {shown(value)}")
         for index, item in enumerate(value):
             if options is None:
                 if not isinstance(item, str) or not item:
-                    self.fail(f"{key}[{index}]", f"expected a non-empty string, got {item!r}")
+                    self.fail(f"{key}[{index}]", f"expected a non-empty string, got {shown(item)}")
             elif item not in options:
-                self.fail(f"{key}[{index}]", f"expected one of {', '.join(options)}, got {item!r}")
+                self.fail(f"{key}[{index}]", f"expected one of {', '.join(options)}, got {shown(item)}")
         return tuple(value)
 
     def table(self, key: str, default: Any = _MISSING) -> Any:
@@ -218,7 +260,7 @@ class Table:
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, dict):
-            self.fail(key, f"expected a table, got {_type_name(value)} {value!r}")
+            self.fail(key, f"expected a table, got {_type_name(value)} {shown(value)}")
         return Table(self.file, value, self.path_of(key))
 
     def tables(self, key: str) -> list[Table]:
@@ -230,43 +272,78 @@ class Table:
     def done(self) -> None:
         """Fail on the first key nobody asked for."""
         for key in self.data:
+            if not isinstance(key, str):
+                self.fail(str(key), f"a key must be a name, got {_type_name(key)} {shown(key)}")
             if key not in self._read:
                 hint = difflib.get_close_matches(key, sorted(self._read), n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                suggestion = f" (did you mean {shown(hint[0])}?)" if hint else ""
                 self.fail(key, f"unknown key{suggestion}")
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
     path = Path(path)
-    return _build(toml_table(path, read_text(path)))
+    scenario = _build(toml_table(path, read_text(path)))
+    cost.check(scenario)
+    return scenario
 
 
 def read_text(path: Path) -> str:
     """A config file's text; a file that cannot be read is a ScenarioError naming it."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(f"{path}: cannot read: {error}") from None
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; a config file is not that long")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    if not text.strip():
+        raise ScenarioError(f"{path}: the file is empty")
+    return text
 
 
 def toml_table(path: Path, text: str) -> Table:
     """The top-level table of a TOML file; text that is not TOML is a ScenarioError naming the file."""
     try:
-        return Table(path, tomllib.loads(text))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ScenarioError(f"{path}: not valid TOML: a number with thousands of digits") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: tables or arrays nested too deeply (at most {MAX_DEPTH} levels)") from None
+    check_depth(path, data)
+    return Table(path, data)
+
+
+def check_depth(path: Path, data: object) -> None:
+    """Refuse values nested more than MAX_DEPTH deep, naming the key where the nesting starts."""
+    stack: list[tuple[object, int, str]] = [(data, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ScenarioError(f"{path}: {where or 'top level'}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, where or str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, where) for v in value)
 
 
 def _build(top: Table) -> Scenario:
-    schema = top.raw("schema", _MISSING) if top.has("schema") else None
+    if not top.has("schema"):
+        top.fail("schema", f'is required: a scenario file starts with schema = "{SCHEMA}"')
+    schema = top.raw("schema")
     if schema != SCHEMA:
-        top.fail("schema", f'expected "{SCHEMA}", got {schema!r}')
+        top.fail("schema", f'expected "{SCHEMA}", got {shown(schema)}')
     name = top.string("name", top.file.stem)
     description = top.string("description", "")
-    seed = top.integer("seed", 1, minimum=0)
+    seed = top.integer("seed", 1, minimum=0, maximum=2**63 - 1)
     duration = top.duration("duration", positive=True)
     drain = top.duration("drain", 10.0)
 
@@ -315,40 +392,40 @@ def _unique(top: Table, key: str, names: list[str]) -> None:
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name in seen:
-            Table(top.file, {}, f"{key}[{index}]").fail("name", f"duplicate name {name!r}")
+            Table(top.file, {}, f"{key}[{index}]").fail("name", f"duplicate name {shown(name)}")
         seen.add(name)
 
 
 def _service(table: Table) -> ServiceConfig:
     name = table.string("name")
     if "/" in name or ":" in name:
-        table.fail("name", f"must not contain '/' or ':', got {name!r}")
-    replicas = table.integer("replicas", 1, minimum=1)
+        table.fail("name", f"must not contain '/' or ':', got {shown(name)}")
+    replicas = table.integer("replicas", 1, minimum=1, maximum=MAX_REPLICAS)
     latency = _distribution(table, "latency", Constant(0.010))
     message_latency = _distribution(table, "message_latency", Constant(0.0))
     error_rate = table.number("error_rate", 0.0, minimum=0.0, maximum=1.0)
     error_status = table.status("error_status", StatusCode.UNAVAILABLE)
     if error_status is StatusCode.OK:
         table.fail("error_status", "an injected error cannot be OK")
-    capacity = table.integer("capacity", None, minimum=1)
-    queue_limit = table.integer("queue_limit", None, minimum=0)
+    capacity = table.integer("capacity", None, minimum=1, maximum=1_000_000)
+    queue_limit = table.integer("queue_limit", None, minimum=0, maximum=1_000_000)
     if queue_limit is not None and capacity is None:
         table.fail("queue_limit", "needs capacity: without a capacity nothing ever queues")
     weights: tuple[int, ...]
     if table.has("weights"):
         raw = table.raw("weights")
-        if not isinstance(raw, list) or not all(type(w) is int and w >= 0 for w in raw):
-            table.fail("weights", f"expected an array of non-negative integers, got {raw!r}")
+        if not isinstance(raw, list) or not all(type(w) is int and 0 <= w <= MAX_WEIGHT for w in raw):
+            table.fail("weights", f"expected an array of integers from 0 to {MAX_WEIGHT:,}, got {shown(raw)}")
         if len(raw) != replicas:
             table.fail("weights", f"has {len(raw)} entries for {replicas} replicas")
         weights = tuple(raw)
         if table.has("weight"):
             table.fail("weight", "give either weight or weights, not both")
     else:
-        weight = table.integer("weight", 1, minimum=0)
+        weight = table.integer("weight", 1, minimum=0, maximum=MAX_WEIGHT)
         weights = (weight,) * replicas
     probe_latency = table.duration("probe_latency", 0.001)
-    pushback = table.integer("error_pushback_ms", None)
+    pushback = table.integer("error_pushback_ms", None, minimum=-MAX_PUSHBACK_MS, maximum=MAX_PUSHBACK_MS)
     table.done()
     return ServiceConfig(
         name=name,
@@ -390,7 +467,7 @@ def _distribution(parent: Table, key: str, default: Distribution) -> Distributio
     elif kind == "normal":
         result = Normal(table.duration("mean"), table.duration("stddev"))
     elif kind == "lognormal":
-        result = LogNormal(table.duration("median", positive=True), table.number("sigma", minimum=0.0))
+        result = LogNormal(table.duration("median", positive=True), table.number("sigma", minimum=0.0, maximum=10.0))
     else:
         result = _empirical(table)
     table.done()
@@ -400,14 +477,14 @@ def _distribution(parent: Table, key: str, default: Distribution) -> Distributio
 def _empirical(table: Table) -> Empirical:
     raw_bounds = table.raw("bounds")
     raw_weights = table.raw("weights")
-    if not isinstance(raw_bounds, list) or not raw_bounds:
-        table.fail("bounds", "expected a non-empty array of durations (bucket upper edges)")
+    if not isinstance(raw_bounds, list) or not raw_bounds or len(raw_bounds) > 10_000:
+        table.fail("bounds", "expected an array of 1 to 10,000 durations (bucket upper edges)")
     bounds = tuple(table.convert_duration(f"bounds[{i}]", b) for i, b in enumerate(raw_bounds))
     if any(b <= a for a, b in itertools.pairwise(bounds)):
         table.fail("bounds", "must be strictly increasing")
     if not isinstance(raw_weights, list) or len(raw_weights) != len(bounds):
         table.fail("weights", f"expected an array of {len(bounds)} numbers, one per bucket")
-    finite = all(type(w) in (int, float) and math.isfinite(w) and w >= 0 for w in raw_weights)
+    finite = all(type(w) in (int, float) and 0 <= w <= 1e12 for w in raw_weights)
     if not finite or sum(raw_weights) <= 0:
         table.fail("weights", "must be non-negative numbers with a positive sum")
     return Empirical(bounds, tuple(float(w) for w in raw_weights))
@@ -418,8 +495,8 @@ def read_balancer(table: Table | None) -> BalancerConfig:
         return BalancerConfig()
     config = BalancerConfig(
         policy=table.choice("policy", POLICIES, "round_robin"),
-        ring_size=table.integer("ring_size", 1024, minimum=1),
-        choices=table.integer("choices", 2, minimum=1),
+        ring_size=table.integer("ring_size", 1024, minimum=1, maximum=MAX_RING_SIZE),
+        choices=table.integer("choices", 2, minimum=1, maximum=100),
         panic_threshold=table.number("panic_threshold", 0.0, minimum=0.0, maximum=100.0),
         ewma=PeakEwmaConfig(
             decay=table.duration("decay", 10.0, positive=True),
@@ -435,10 +512,10 @@ def read_health(table: Table | None) -> HealthConfig:
         return HealthConfig()
     config = HealthConfig(
         enabled=table.boolean("enabled", True),
-        interval=table.duration("interval", 1.0, positive=True),
+        interval=table.duration("interval", 1.0, minimum=MIN_INTERVAL),
         timeout=table.duration("timeout", 0.5, positive=True),
-        unhealthy_threshold=table.integer("unhealthy_threshold", 3, minimum=1),
-        healthy_threshold=table.integer("healthy_threshold", 2, minimum=1),
+        unhealthy_threshold=table.integer("unhealthy_threshold", 3, minimum=1, maximum=1000),
+        healthy_threshold=table.integer("healthy_threshold", 2, minimum=1, maximum=1000),
         jitter=table.number("jitter", 0.0, minimum=0.0, maximum=1.0),
         service=table.string("service", None),
     )
@@ -461,7 +538,7 @@ def read_outlier(table: Table | None) -> OutlierConfig | None:
         return None
     base = table.duration("base_ejection_time", 30.0, positive=True)
     config = OutlierConfig(
-        interval=table.duration("interval", 10.0, positive=True),
+        interval=table.duration("interval", 10.0, minimum=MIN_INTERVAL),
         base_ejection_time=base,
         max_ejection_time=table.duration("max_ejection_time", max(300.0, base)),
         max_ejection_percent=table.number("max_ejection_percent", 10.0, minimum=0.0, maximum=100.0),
@@ -520,7 +597,7 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> Call
     hedging_table = top.table("hedging", None)
     if hedging_table is not None:
         hedging = HedgingPolicy(
-            max_attempts=hedging_table.integer("max_attempts", 2, minimum=2),
+            max_attempts=hedging_table.integer("max_attempts", 2, minimum=2, maximum=100),
             hedging_delay=hedging_table.duration("hedging_delay", 0.05),
             non_fatal_status_codes=hedging_table.statuses("non_fatal_status_codes", frozenset()),
             methods=hedging_table.names("methods", methods, METHODS),
@@ -530,7 +607,7 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> Call
             if both:
                 hedging_table.fail(
                     "methods",
-                    f"method {both[0]!r} has a retry policy too; a method has retry or hedging, not both "
+                    f"method {shown(both[0])} has a retry policy too; a method has retry or hedging, not both "
                     "(give each a `methods` list)",
                 )
         hedging_table.done()
@@ -539,14 +616,14 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> Call
         "retry_throttling",
         lambda t: ThrottleConfig(
             max_tokens=t.number("max_tokens", 100.0, above=0.0, maximum=1000.0),
-            token_ratio=t.number("token_ratio", 0.1, above=0.0),
+            token_ratio=t.number("token_ratio", 0.1, above=0.0, maximum=1000.0),
         ),
     )
     budget = optional_table(
         top,
         "retry_budget",
         lambda t: BudgetConfig(
-            budget_percent=t.number("budget_percent", 20.0, minimum=0.0),
+            budget_percent=t.number("budget_percent", 20.0, minimum=0.0, maximum=1000.0),
             min_retry_concurrency=t.integer("min_retry_concurrency", 3, minimum=0),
         ),
     )
@@ -587,10 +664,10 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> Call
 def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS) -> RetryPolicy:
     initial = table.duration("initial_backoff", 0.1, positive=True)
     policy = RetryPolicy(
-        max_attempts=table.integer("max_attempts", 3, minimum=2),
+        max_attempts=table.integer("max_attempts", 3, minimum=2, maximum=100),
         initial_backoff=initial,
         max_backoff=table.duration("max_backoff", max(1.0, initial), positive=True),
-        backoff_multiplier=table.number("backoff_multiplier", 2.0, above=0.0),
+        backoff_multiplier=table.number("backoff_multiplier", 2.0, above=0.0, maximum=100.0),
         jitter=table.number("jitter", 1.0, minimum=0.0, maximum=1.0),
         retryable_status_codes=table.statuses("retryable_status_codes", frozenset({StatusCode.UNAVAILABLE})),
         per_attempt_timeout=table.duration("per_attempt_timeout", None, positive=True),
@@ -608,7 +685,10 @@ def _breaker(table: Table) -> BreakerConfig:
     window_type = table.choice("window_type", ("count", "time"), "count")
     config = BreakerConfig(
         window_type=window_type,
-        window_size=table.integer("window_size", 100, minimum=1),
+        # A count window keeps its calls, a time window a bucket per second: both bounded.
+        window_size=table.integer(
+            "window_size", 100, minimum=1, maximum=1_000_000 if window_type == "count" else 86_400
+        ),
         minimum_calls=table.integer("minimum_calls", 100, minimum=1),
         failure_rate_threshold=table.number("failure_rate_threshold", 50.0, above=0.0, maximum=100.0),
         slow_call_rate_threshold=table.number("slow_call_rate_threshold", 100.0, above=0.0, maximum=100.0),
@@ -627,8 +707,8 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
         target = table.choice("target", services, services[0])
     else:
         target = table.choice("target", services)
-    rate = table.number("rate", None, above=0.0)
-    concurrency = table.integer("concurrency", None, minimum=1)
+    rate = table.number("rate", None, above=0.0, maximum=1_000_000.0)
+    concurrency = table.integer("concurrency", None, minimum=1, maximum=100_000)
     if (rate is None) == (concurrency is None):
         table.fail(None, "give exactly one of rate (open loop, calls/s) or concurrency (closed loop)")
     think_time = table.duration("think_time", 0.0)
@@ -653,15 +733,15 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
         if not entries:
             table.fail("patterns", "needs at least one pattern with a positive weight")
         mix = tuple(entries)
-    messages = table.integer("messages", 10, minimum=1)
+    messages = table.integer("messages", 10, minimum=1, maximum=100_000)
     keys = None
     keys_table = table.table("keys", None)
     if keys_table is not None:
         kind = keys_table.choice("dist", ("uniform", "zipf"))
-        count = keys_table.integer("count", minimum=1)
+        count = keys_table.integer("count", minimum=1, maximum=1_000_000)
         if kind == "uniform" and keys_table.has("exponent"):
             keys_table.fail("exponent", "applies to a zipf key distribution only")
-        exponent = keys_table.number("exponent", 1.0, above=0.0) if kind == "zipf" else 1.0
+        exponent = keys_table.number("exponent", 1.0, above=0.0, maximum=10.0) if kind == "zipf" else 1.0
         keys_table.done()
         keys = KeyDistribution(kind, count, exponent)
     table.done()
@@ -707,7 +787,7 @@ def _fault(
     fault = FaultConfig(index=index, at=at, duration=length, action=action, target=target)
     if action is FaultAction.LATENCY:
         add = table.duration("add", 0.0)
-        multiply = table.number("multiply", 1.0, minimum=0.0)
+        multiply = table.number("multiply", 1.0, minimum=0.0, maximum=1000.0)
         if add == 0.0 and multiply == 1.0:
             table.fail(None, "a latency fault needs add (a duration) or multiply (a factor)")
         fault = _evolve(fault, add=add, multiply=multiply)
@@ -716,12 +796,13 @@ def _fault(
         status = table.status("status", StatusCode.UNAVAILABLE)
         if status is StatusCode.OK:
             table.fail("status", "an injected error cannot be OK")
-        fault = _evolve(fault, rate=rate, status=status, pushback_ms=table.integer("pushback_ms", None))
+        pushback_ms = table.integer("pushback_ms", None, minimum=-MAX_PUSHBACK_MS, maximum=MAX_PUSHBACK_MS)
+        fault = _evolve(fault, rate=rate, status=status, pushback_ms=pushback_ms)
     elif action is FaultAction.HEALTH:
         raw_health = table.raw("status", "NOT_SERVING")
         health = raw_health.upper() if isinstance(raw_health, str) else raw_health
         if health not in ("NOT_SERVING", "SERVICE_UNKNOWN"):
-            table.fail("status", f"expected one of NOT_SERVING, SERVICE_UNKNOWN, got {raw_health!r}")
+            table.fail("status", f"expected one of NOT_SERVING, SERVICE_UNKNOWN, got {shown(raw_health)}")
         fault = _evolve(fault, health=HealthStatus(health))
     elif action is FaultAction.PARTITION:
         fault = _evolve(fault, client=table.choice("client", clients))
@@ -738,7 +819,7 @@ def _check_target(table: Table, key: str, target: str, services: tuple[ServiceCo
     names = {s.name for s in services}
     if target not in names and target not in replicas:
         known = ", ".join(sorted(names)) + "; replicas like " + services[0].replica_name(0)
-        table.fail(key, f"no service or replica named {target!r} (services: {known})")
+        table.fail(key, f"no service or replica named {shown(target)} (services: {known})")
 
 
 def _assertion(
@@ -758,20 +839,22 @@ def _assertion(
     scope_text = table.string("scope", "run")
     kind, _, scope_name = scope_text.partition(":")
     if kind not in SCOPES or (kind == "run") != (scope_name == ""):
-        table.fail("scope", f'expected "run", "service:NAME", "replica:NAME/N" or "client:NAME", got {scope_text!r}')
+        table.fail(
+            "scope", f'expected "run", "service:NAME", "replica:NAME/N" or "client:NAME", got {shown(scope_text)}'
+        )
     if kind == "service" and scope_name not in {s.name for s in services}:
-        table.fail("scope", f"no service named {scope_name!r}")
+        table.fail("scope", f"no service named {shown(scope_name)}")
     if kind == "replica" and scope_name not in {r for s in services for r in s.replica_names}:
-        table.fail("scope", f"no replica named {scope_name!r}")
+        table.fail("scope", f"no replica named {shown(scope_name)}")
     if kind == "client" and scope_name not in clients:
-        table.fail("scope", f"no client named {scope_name!r}")
+        table.fail("scope", f"no client named {shown(scope_name)}")
     if kind == "replica" and metric in ("key_affinity", "budget_exhausted", "panic_seconds"):
         table.fail("scope", f"{metric} is measured per client or service, not per replica")
     window = None
     if table.has("window"):
         raw_window = table.raw("window")
         if not isinstance(raw_window, list) or len(raw_window) != 2:
-            table.fail("window", f'expected ["FROM", "TO"], got {raw_window!r}')
+            table.fail("window", f'expected ["FROM", "TO"], got {shown(raw_window)}')
         low = table.convert_duration("window[0]", raw_window[0])
         high = table.convert_duration("window[1]", raw_window[1])
         if not low < high <= duration:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h)\s*$")
+# ASCII digits only: Arabic-Indic or superscript digits are not a duration anyone means.
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(us|µs|ms|s|m|h)\s*$")
 _SCALE = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -16,15 +17,18 @@ def parse_duration(value: object) -> float:
     """
     if isinstance(value, bool):
         raise ValueError(value)
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
+    try:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        elif isinstance(value, str):
+            match = _DURATION.match(value)
+            if match is None:
+                raise ValueError(value)
+            seconds = float(match.group(1)) * _SCALE[match.group(2)]
+        else:
             raise ValueError(value)
-        seconds = float(match.group(1)) * _SCALE[match.group(2)]
-    else:
-        raise ValueError(value)
+    except OverflowError:
+        raise ValueError("too large") from None
     if seconds < 0 or not math.isfinite(seconds):
         raise ValueError(value)
     return seconds
