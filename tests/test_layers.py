@@ -49,6 +49,7 @@ def test_layer_imports_only_the_layers_below(layer: str) -> None:
                 assert parts[0] not in FORBIDDEN_IN_PURE_LAYERS, f"{path.relative_to(ROOT)} imports {name}"
 
 
+@pytest.mark.slow
 def test_importing_core_runtime_and_sim_loads_neither_grpc_nor_asyncio() -> None:
     code = (
         "import sys, pkgutil, importlib, meshsim\n"
@@ -63,6 +64,7 @@ def test_importing_core_runtime_and_sim_loads_neither_grpc_nor_asyncio() -> None
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_the_top_level_names_load_live_mode_only_when_asked() -> None:
     code = (
         "import sys, meshsim\n"

@@ -94,6 +94,7 @@ def test_hedging_answers_from_the_fast_replica() -> None:
     with_mesh(check)
 
 
+@pytest.mark.slow
 def test_a_not_serving_replica_is_taken_out_and_a_dead_one_fails_over() -> None:
     async def check(replicas: list[Replica]) -> None:
         addresses = [r.address for r in replicas]

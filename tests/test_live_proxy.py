@@ -87,6 +87,7 @@ def test_status_details_and_metadata_pass_through() -> None:
     through_proxy(check)
 
 
+@pytest.mark.slow
 def test_a_dead_replica_is_routed_around_and_health_is_served() -> None:
     async def check(proxy: Proxy, replicas: list[Replica]) -> None:
         await bridge.wait(replicas[0].stop(0))
@@ -170,6 +171,7 @@ def test_live_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         stop(serve)
 
 
+@pytest.mark.slow
 def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[proxy]\nendpoints = []\n", encoding="utf-8")
@@ -178,6 +180,7 @@ def test_live_command_rejects_a_bad_config(tmp_path: Path) -> None:
     assert f'{config}: proxy.endpoints: expected a non-empty array of "host:port" strings' in result.stderr
 
 
+@pytest.mark.slow
 def test_a_busy_listen_port_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -191,6 +194,7 @@ def test_a_busy_listen_port_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_listen_port_held_by_another_grpc_server_is_a_clear_error(tmp_path: Path) -> None:
     """gRPC servers set SO_REUSEPORT: without turning it off, a second proxy would start on a
     port a gRPC server holds and take half of its calls."""
@@ -212,6 +216,7 @@ def test_a_listen_port_held_by_another_grpc_server_is_a_clear_error(tmp_path: Pa
     asyncio.run(main())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("listen", ["localhost", "127.0.0.1:", ":50050", "127.0.0.1:99999", "127.0.0.1:١٢٣"])
 def test_a_listen_flag_that_is_no_address_is_refused_as_in_the_config(tmp_path: Path, listen: str) -> None:
     """gRPC takes "localhost" alone as port 443: the flag is checked as the config's `listen` is."""

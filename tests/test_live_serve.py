@@ -133,6 +133,7 @@ def test_the_server_sees_the_callers_deadline() -> None:
     with_replicas(check)
 
 
+@pytest.mark.slow
 def test_shutdown_goes_not_serving_then_lets_calls_in_flight_finish() -> None:
     async def main() -> None:
         [replica] = await start_replicas(ServeConfig(port=0, faults=ServerFaults(latency=0.5)))
@@ -204,6 +205,7 @@ def test_serve_command_runs_until_sigterm() -> None:
             process.wait()
 
 
+@pytest.mark.slow
 def test_serve_rejects_bad_options() -> None:
     for args, message in (
         (["--latency", "soon"], 'expected a duration like "50ms"'),

@@ -98,6 +98,7 @@ def test_top_shows_a_running_proxy(tmp_path: Path) -> None:
                 stop(process)
 
 
+@pytest.mark.slow
 def test_top_says_when_there_is_nothing_to_read() -> None:
     shown = meshsim("top", "127.0.0.1:1", "--once", "--interval", "0s")
     assert shown.returncode == 2
