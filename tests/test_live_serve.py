@@ -234,14 +234,15 @@ def test_replicas_count_every_pattern_by_status_and_report_health() -> None:
                     ):
                         with contextlib.suppress(grpc.aio.AioRpcError):  # replica 1 fails them all
                             await attempt
-            scraped = server_metrics.exposition().decode()
-            for method in ("Process", "StreamEvents", "CollectMetrics"):
-                for replica, code in ((replicas[0], "OK"), (replicas[1], "UNAVAILABLE")):
-                    sample = (
-                        f'grpc_requests_total{{code="{code}",method="/mesh.v1.MeshService/{method}",'
-                        f'replica="{replica.address}",service="mesh.v1.MeshService"}} 1.0'
-                    )
-                    assert sample in scraped
+            samples = [
+                f'grpc_requests_total{{code="{code}",method="/mesh.v1.MeshService/{method}",'
+                f'replica="{replica.address}",service="mesh.v1.MeshService"}} 1.0'
+                for method in ("Process", "StreamEvents", "CollectMetrics")
+                for replica, code in ((replicas[0], "OK"), (replicas[1], "UNAVAILABLE"))
+            ]
+            # The interceptor counts a call after its answer has gone out, so the caller may get
+            # there first: scrape until every call is counted, for a few seconds at most.
+            scraped = await scrape_until(server_metrics, samples, within=5.0)
             healthy = f'grpc_endpoint_health{{replica="{replicas[0].address}",service="mesh.v1.MeshService"}} 1.0'
             assert healthy in scraped
         finally:
@@ -255,6 +256,19 @@ def test_replicas_count_every_pattern_by_status_and_report_health() -> None:
 async def _drain(call: Any) -> None:
     async for _ in call:
         pass
+
+
+async def scrape_until(server_metrics: ServerMetrics, samples: list[str], within: float) -> str:
+    """The replicas' exposition once it has every sample; fails naming those missing after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        scraped = server_metrics.exposition().decode()
+        missing = [sample for sample in samples if sample not in scraped]
+        if not missing:
+            return scraped
+        assert loop.time() < deadline, f"not counted within {within} s: {missing}\n{scraped}"
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.slow
