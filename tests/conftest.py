@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.scenario_files import Files
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 
@@ -39,6 +41,18 @@ def write_scenario(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    """Writes scenario files under tmp_path and loads them (tests/scenario_files.py)."""
+    return Files(tmp_path)
+
+
+@pytest.fixture
+def bad(files: Files) -> Callable[..., str]:
+    """bad(**parts): the error message (without the file prefix) of scenario_text(**parts)."""
+    return files.error
 
 
 def start(*args: str) -> subprocess.Popen[str]:
