@@ -14,6 +14,10 @@ setup:
 test *args:
     {{python}} -m pytest {{args}}
 
+# Run the tests not marked slow (no subprocesses, real servers or long waits); arguments go to pytest
+test-fast *args:
+    {{python}} -m pytest -m "not slow" {{args}}
+
 # Lint and check formatting with ruff
 lint:
     {{python}} -m ruff check meshsim tests benchmarks
