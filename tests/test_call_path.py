@@ -186,6 +186,7 @@ max_attempts = 5
 initial_backoff = "10ms"
 retryable_status_codes = ["UNAVAILABLE", "DEADLINE_EXCEEDED"]
 per_attempt_timeout = "40ms"
+previous_hosts = true  # "retried elsewhere"
 
 [[client]]
 name = "c"
@@ -209,7 +210,7 @@ target = "api/1"
     assert all(c.status is StatusCode.OK for c in log.calls)
 
 
-def test_retries_prefer_a_replica_not_yet_tried(write_scenario: Callable[[str], Path]) -> None:
+def test_retries_with_previous_hosts_prefer_a_replica_not_yet_tried(write_scenario: Callable[[str], Path]) -> None:
     log = simulate(
         write_scenario,
         """
@@ -222,6 +223,7 @@ policy = "random"
 [retry]
 max_attempts = 3
 initial_backoff = "1ms"
+previous_hosts = true
 
 [[client]]
 name = "c"

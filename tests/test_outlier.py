@@ -27,6 +27,10 @@ def names(count: int) -> list[str]:
     return [f"api/{i}" for i in range(count)]
 
 
+# Envoy's max_ejection_percent rule, with one host always ejectable: meshsim's rule before the presets.
+ENVOY_CAP: dict[str, object] = {"ejection_cap": "prospective", "always_eject_one_host": True}
+
+
 def detector(count: int, seed: int = 0, **overrides: object) -> OutlierDetector:
     options: dict[str, object] = {
         "interval": 10.0,
@@ -310,13 +314,14 @@ def test_multiplier_does_not_decay_while_ejected() -> None:
 
 
 def test_max_ejection_percent_is_checked_after_the_prospective_ejection() -> None:
+    # Envoy's rule (ejection_cap = "prospective").
     # 10 endpoints at 20%: a second ejection makes 20% (allowed), a third would make 30%.
-    od = detector(10, max_ejection_percent=20.0, consecutive_failures=consecutive(threshold=1))
+    od = detector(10, max_ejection_percent=20.0, consecutive_failures=consecutive(threshold=1), **ENVOY_CAP)
     ejections = [od.record(name, FAIL, 0.0) for name in names(10)]
     assert [e.endpoint for e in ejections if e is not None] == ["api/0", "api/1"]
     assert od.ejected == ["api/0", "api/1"]
     # At 25%, A50's check-before rule would let a third in (2 of 10 = 20% < 25%); after-the-fact it may not.
-    od = detector(10, max_ejection_percent=25.0, consecutive_failures=consecutive(threshold=1))
+    od = detector(10, max_ejection_percent=25.0, consecutive_failures=consecutive(threshold=1), **ENVOY_CAP)
     for name in names(10):
         od.record(name, FAIL, 0.0)
     assert len(od.ejected) == 2  # 3/10 = 30% > 25%
@@ -437,6 +442,7 @@ def test_outlier_detector_respects_the_ejection_caps(
         base_ejection_time=10.0,
         max_ejection_time=40.0,
         max_ejection_percent=float(max_ejection_percent),
+        **ENVOY_CAP,
         consecutive_failures=ConsecutiveFailuresConfig(threshold=threshold, enforcement_percentage=enforcement),
         success_rate=SuccessRateConfig(stdev_factor=500, minimum_hosts=2, request_volume=2),
         failure_percentage=FailurePercentageConfig(threshold=30.0, minimum_hosts=1, request_volume=1),

@@ -27,8 +27,12 @@ def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
 
 
+# meshsim's earlier semantics, still a setting: replicas in from the start, every failure thresholded.
+THRESHOLDED = {"initial_healthy": True, "not_serving_at_once": False}
+
+
 def test_health_tracker_needs_consecutive_results() -> None:
-    tracker = HealthTracker(HealthConfig(unhealthy_threshold=3, healthy_threshold=2))
+    tracker = HealthTracker(HealthConfig(unhealthy_threshold=3, healthy_threshold=2, **THRESHOLDED))
     assert [tracker.observe(s) for s in (N, N, S, N, N)] == [None, None, None, None, None]
     assert tracker.healthy
     assert tracker.observe(T) is False  # the third failure in a row; a timeout counts as one
@@ -39,7 +43,7 @@ def test_health_tracker_needs_consecutive_results() -> None:
 
 def test_every_non_serving_status_is_a_failure() -> None:
     for status in HealthStatus:
-        tracker = HealthTracker(HealthConfig(unhealthy_threshold=1))
+        tracker = HealthTracker(HealthConfig(unhealthy_threshold=1, **THRESHOLDED))
         assert tracker.observe(status) is (None if status is S else False)
 
 
@@ -134,7 +138,7 @@ def make_balancer(observer: Observer, health: HealthConfig | None = None) -> Bal
         "client",
         "api",
         BalancerConfig("round_robin"),
-        health or HealthConfig(unhealthy_threshold=1, healthy_threshold=1),
+        health or HealthConfig(unhealthy_threshold=1, healthy_threshold=1, initial_healthy=True),
         endpoints,
         random.Random(0),
         observer,
@@ -186,7 +190,7 @@ class ScriptedHealth:
 
 
 async def test_health_checker_probes_on_interval_and_times_out(autojump_clock: trio.testing.MockClock) -> None:
-    config = HealthConfig(interval=1.0, timeout=0.25)
+    config = HealthConfig(interval=1.0, timeout=0.25, initial_healthy=True)
     transport = ScriptedHealth([S, None, N])
     mailbox: Mailbox[HealthProbed] = Mailbox()
     checker = HealthChecker("hc", "api/0", "mesh.v1.MeshService", config, transport, mailbox, random.Random(1))
@@ -211,7 +215,7 @@ def test_health_checker_jitter_stays_within_its_fraction() -> None:
 
 
 def test_a_pushed_health_status_counts_at_once() -> None:
-    tracker = HealthTracker(HealthConfig(unhealthy_threshold=3, healthy_threshold=3))
+    tracker = HealthTracker(HealthConfig(unhealthy_threshold=3, healthy_threshold=3, **THRESHOLDED))
     assert tracker.report(N) is False
     assert tracker.report(N) is None
     assert tracker.report(S) is True

@@ -83,8 +83,10 @@ def test_shipped_scenario_passes_and_loses_nothing(path: Path) -> None:
 def test_failover_detects_the_kill_and_takes_the_replica_back() -> None:
     report = run_scenario(load_scenario(ROOT / "scenarios/failover.toml"))
     killed = next(e for e in report.endpoints if e.name == "api/1")
-    assert [t.healthy for t in killed.health] == [False, True]
-    down, up = killed.health
+    assert [t.healthy for t in killed.health] == [True, False, True]
+    first, down, up = killed.health
+    assert first.at < 0.01  # in after its first check, made at once
+
     assert 10.0 < down.at < 12.0  # two failed probes at ~0.5 s intervals
     assert 25.0 < up.at < 27.0
     assert [(f.action, f.target, f.applied_at, f.cleared_at) for f in report.faults] == [("kill", "api/1", 10.0, 25.0)]

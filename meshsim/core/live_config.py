@@ -42,6 +42,7 @@ from meshsim.core.scenario_loader import (
     read_health,
     read_outlier,
     read_policies,
+    read_preset,
     read_retry,
     read_text,
     shown,
@@ -180,6 +181,7 @@ def load_live_config(path: str | Path) -> ProxyConfig:
 
 
 def _from_toml(top: Table) -> ProxyConfig:
+    preset = read_preset(top)
     proxy = top.table("proxy")
     listen = _address(proxy, "listen", "127.0.0.1:50050")
     clusters: list[Cluster] = []
@@ -230,10 +232,10 @@ def _from_toml(top: Table) -> ProxyConfig:
     config = ProxyConfig(
         clusters=tuple(clusters),
         listen=listen,
-        balancer=read_balancer(top.table("balancer", None)),
-        health=read_health(top.table("health", None)),
-        outlier=read_outlier(top.table("outlier_detection", None)),
-        policies=read_policies(top, methods=None),
+        balancer=read_balancer(top.table("balancer", None), preset),
+        health=read_health(top.table("health", None), preset),
+        outlier=read_outlier(top.table("outlier_detection", None), preset),
+        policies=read_policies(top, methods=None, preset=preset),
         retry_buffer=proxy.integer("retry_buffer", RETRY_BUFFER_BYTES, minimum=0),
         max_message_bytes=proxy.integer("max_message_bytes", None, minimum=1),
         idle_timeout=proxy.duration("idle_timeout", None, positive=True),

@@ -4,18 +4,15 @@ Every `interval` the success-rate and failure-percentage detectors look at each
 endpoint's calls since the last sweep; the consecutive-failures detector ejects as
 soon as its threshold is reached. An ejected endpoint returns after
 `min(base_ejection_time * multiplier, max(base_ejection_time, max_ejection_time))`;
-the multiplier grows by one with each ejection and shrinks by one each interval the
-endpoint spends in rotation.
+the multiplier grows by one with each ejection and, with `multiplier_decay`, shrinks
+by one each interval the endpoint spends in rotation.
 
-The max-ejection check is made *after* the prospective ejection, as Envoy does:
-an ejection happens only if the ejected share would still be at most
-`max_ejection_percent`. A50 checks *before* (current share below the cap), which
-lets the cap be overshot by one ejection. Two small-cluster rules keep the
-percentage from deciding silently: when no endpoint is ejected, one may always be
-unless the cap is 0 (Envoy's "at least one host"; otherwise 10% of a 3-replica
-service would mean never),
-and the last endpoint in rotation is never ejected (so it is never "eject the only
-host").
+`max_ejection_percent` is applied as A50 does (`ejection_cap = "current"`: an
+ejection happens while the share already ejected is below the cap, so the cap can be
+overshot by one) or as Envoy does (`"prospective"`: only if the share after it is
+within the cap; with `always_eject_one_host` one host may be ejected whatever the
+cap, otherwise 10 % of 3 replicas ejects none). Whatever the rule, the last endpoint
+in rotation is never ejected (so it is never "eject the only host").
 """
 
 from __future__ import annotations
@@ -61,6 +58,10 @@ class OutlierConfig:
     max_ejection_time: float = 300.0
     max_ejection_percent: float = 10.0
     failure_status_codes: frozenset[StatusCode] = SERVER_FAILURES
+    # How max_ejection_percent is applied (core/presets.py): "current" (A50) or "prospective" (Envoy).
+    ejection_cap: str = "current"
+    always_eject_one_host: bool = False
+    multiplier_decay: bool = True
     consecutive_failures: ConsecutiveFailuresConfig | None = None
     success_rate: SuccessRateConfig | None = None
     failure_percentage: FailurePercentageConfig | None = None
@@ -135,7 +136,8 @@ class OutlierDetector:
         for name, stats in self._stats.items():
             stats.successes = stats.failures = 0
             if stats.ejected_at is None:
-                stats.multiplier = max(0, stats.multiplier - 1)
+                if self.config.multiplier_decay:
+                    stats.multiplier = max(0, stats.multiplier - 1)
             elif now >= stats.ejected_at + self._ejection_time(stats):
                 stats.ejected_at = None
                 # Failures of calls that were in flight at the ejection do not count against a fresh start
@@ -187,10 +189,13 @@ class OutlierDetector:
         total = len(self._stats)
         ejected = len(self.ejected)
         if ejected + 1 >= total:
-            return False
-        if ejected == 0:
-            return self.config.max_ejection_percent > 0
-        return (ejected + 1) * 100.0 <= self.config.max_ejection_percent * total
+            return False  # the last endpoint in rotation stays
+        cap = self.config.max_ejection_percent * total
+        if self.config.ejection_cap == "current":
+            return ejected * 100.0 < cap  # A50: the share ejected so far is under the cap
+        if (ejected + 1) * 100.0 <= cap:
+            return True  # Envoy: the share after this ejection is within the cap
+        return ejected == 0 and self.config.always_eject_one_host
 
     def _enforced(self, percentage: float) -> bool:
         return percentage >= 100.0 or self._rng.random() * 100.0 < percentage

@@ -157,6 +157,7 @@ class Report:
     assertions: tuple[AssertionResult, ...]
     timeline: tuple[Bucket, ...]
     bucket_width: float
+    preset: str = "grpc"
 
     @property
     def passed(self) -> bool:
@@ -172,6 +173,7 @@ class Report:
             "scenario": self.scenario,
             "path": self.path,
             "seed": self.seed,
+            "preset": self.preset,
             "duration_s": self.duration,
             "passed": self.passed,
             "totals": {
@@ -521,6 +523,7 @@ def build_report(scenario: Scenario, recorder: RunRecorder) -> Report:
 
     return Report(
         scenario=scenario.name,
+        preset=scenario.preset,
         path=str(scenario.path),
         seed=scenario.seed,
         duration=scenario.duration,

@@ -38,6 +38,9 @@ class RetryPolicy:
     retryable_status_codes: frozenset[StatusCode] = frozenset({StatusCode.UNAVAILABLE})
     per_attempt_timeout: float | None = None
     methods: tuple[str, ...] = METHODS
+    # A retry goes to a replica not tried yet where one is usable (Envoy's previous_hosts retry
+    # predicate); off, a retry is picked like any call, as gRPC does (ring hash: the same replica).
+    previous_hosts: bool = False
 
     @property
     def attempts(self) -> int:

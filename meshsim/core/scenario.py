@@ -173,6 +173,8 @@ class Scenario:
     clients: tuple[ClientConfig, ...]
     faults: tuple[FaultConfig, ...]
     assertions: tuple[AssertionConfig, ...]
+    # Whose semantics fill in what the file leaves out where gRPC and Envoy differ (core/presets.py).
+    preset: str = "grpc"
 
     def service(self, name: str) -> ServiceConfig:
         for service in self.services:

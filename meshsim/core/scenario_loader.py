@@ -40,6 +40,7 @@ from meshsim.core.outlier import (
 )
 from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.policies import CallPolicies
+from meshsim.core.presets import DEFAULT, EJECTION_CAPS, PRESETS, Preset
 from meshsim.core.retry import METHODS, BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
 from meshsim.core.scenario import (
     LATENCY_METRICS,
@@ -344,6 +345,7 @@ def _build(top: Table) -> Scenario:
     name = top.string("name", top.file.stem)
     description = top.string("description", "")
     seed = top.integer("seed", 1, minimum=0, maximum=2**63 - 1)
+    preset = read_preset(top)
     duration = top.duration("duration", positive=True)
     drain = top.duration("drain", 10.0)
 
@@ -352,10 +354,10 @@ def _build(top: Table) -> Scenario:
         top.fail("service", "a scenario needs at least one [[service]]")
     _unique(top, "service", [s.name for s in services])
 
-    balancer = read_balancer(top.table("balancer", None))
-    health = read_health(top.table("health", None))
-    outlier = read_outlier(top.table("outlier_detection", None))
-    policies = read_policies(top)
+    balancer = read_balancer(top.table("balancer", None), preset)
+    health = read_health(top.table("health", None), preset)
+    outlier = read_outlier(top.table("outlier_detection", None), preset)
+    policies = read_policies(top, preset=preset)
 
     service_names = [s.name for s in services]
     clients = tuple(_client(t, service_names, duration) for t in top.tables("client"))
@@ -374,6 +376,7 @@ def _build(top: Table) -> Scenario:
         path=top.file,
         name=name,
         description=description,
+        preset=preset.name,
         seed=seed,
         duration=duration,
         drain=drain,
@@ -490,14 +493,19 @@ def _empirical(table: Table) -> Empirical:
     return Empirical(bounds, tuple(float(w) for w in raw_weights))
 
 
-def read_balancer(table: Table | None) -> BalancerConfig:
+def read_preset(top: Table) -> Preset:
+    """`preset = "grpc"` (the default) or `"envoy"`: the defaults where the two differ."""
+    return PRESETS[top.choice("preset", tuple(PRESETS), DEFAULT.name)]
+
+
+def read_balancer(table: Table | None, preset: Preset = DEFAULT) -> BalancerConfig:
     if table is None:
-        return BalancerConfig()
+        return BalancerConfig(panic_threshold=preset.panic_threshold)
     config = BalancerConfig(
         policy=table.choice("policy", POLICIES, "round_robin"),
         ring_size=table.integer("ring_size", 1024, minimum=1, maximum=MAX_RING_SIZE),
         choices=table.integer("choices", 2, minimum=1, maximum=100),
-        panic_threshold=table.number("panic_threshold", 0.0, minimum=0.0, maximum=100.0),
+        panic_threshold=table.number("panic_threshold", preset.panic_threshold, minimum=0.0, maximum=100.0),
         ewma=PeakEwmaConfig(
             decay=table.duration("decay", 10.0, positive=True),
             default_rtt=table.duration("default_rtt", 0.030, positive=True),
@@ -507,9 +515,11 @@ def read_balancer(table: Table | None) -> BalancerConfig:
     return config
 
 
-def read_health(table: Table | None) -> HealthConfig:
+def read_health(table: Table | None, preset: Preset = DEFAULT) -> HealthConfig:
     if table is None:
-        return HealthConfig()
+        return HealthConfig(initial_healthy=preset.initial_healthy, not_serving_at_once=preset.not_serving_at_once)
+    initial = "healthy" if preset.initial_healthy else "unhealthy"
+    not_serving = "at_once" if preset.not_serving_at_once else "threshold"
     config = HealthConfig(
         enabled=table.boolean("enabled", True),
         interval=table.duration("interval", 1.0, minimum=MIN_INTERVAL),
@@ -518,6 +528,8 @@ def read_health(table: Table | None) -> HealthConfig:
         healthy_threshold=table.integer("healthy_threshold", 2, minimum=1, maximum=1000),
         jitter=table.number("jitter", 0.0, minimum=0.0, maximum=1.0),
         service=table.string("service", None),
+        initial_healthy=table.choice("initial_state", ("unhealthy", "healthy"), initial) == "healthy",
+        not_serving_at_once=table.choice("not_serving", ("at_once", "threshold"), not_serving) == "at_once",
     )
     table.done()
     return config
@@ -533,7 +545,7 @@ def optional_table(parent: Table, key: str, build: Callable[[Table], T]) -> T | 
     return result
 
 
-def read_outlier(table: Table | None) -> OutlierConfig | None:
+def read_outlier(table: Table | None, preset: Preset = DEFAULT) -> OutlierConfig | None:
     if table is None:
         return None
     base = table.duration("base_ejection_time", 30.0, positive=True)
@@ -543,6 +555,9 @@ def read_outlier(table: Table | None) -> OutlierConfig | None:
         max_ejection_time=table.duration("max_ejection_time", max(300.0, base)),
         max_ejection_percent=table.number("max_ejection_percent", 10.0, minimum=0.0, maximum=100.0),
         failure_status_codes=table.statuses("failure_status_codes", SERVER_FAILURES),
+        ejection_cap=table.choice("ejection_cap", EJECTION_CAPS, preset.ejection_cap),
+        always_eject_one_host=table.boolean("always_eject_one_host", preset.always_eject_one_host),
+        multiplier_decay=table.boolean("multiplier_decay", preset.multiplier_decay),
     )
 
     def enforcement(t: Table) -> float:
@@ -586,13 +601,13 @@ def read_outlier(table: Table | None) -> OutlierConfig | None:
     return config
 
 
-def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> CallPolicies:
+def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS, preset: Preset = DEFAULT) -> CallPolicies:
     """The call policy tables of `top`; `methods` are the names a policy may list (None: any name,
     for a proxy that serves methods meshsim has never heard of)."""
     retry = None
     retry_table = top.table("retry", None)
     if retry_table is not None:
-        retry = read_retry(retry_table, methods)
+        retry = read_retry(retry_table, methods, preset)
     hedging = None
     hedging_table = top.table("hedging", None)
     if hedging_table is not None:
@@ -661,7 +676,7 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS) -> Call
     )
 
 
-def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS) -> RetryPolicy:
+def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS, preset: Preset = DEFAULT) -> RetryPolicy:
     initial = table.duration("initial_backoff", 0.1, positive=True)
     policy = RetryPolicy(
         max_attempts=table.integer("max_attempts", 3, minimum=2, maximum=100),
@@ -672,6 +687,7 @@ def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS) -> Retry
         retryable_status_codes=table.statuses("retryable_status_codes", frozenset({StatusCode.UNAVAILABLE})),
         per_attempt_timeout=table.duration("per_attempt_timeout", None, positive=True),
         methods=table.names("methods", methods, METHODS),
+        previous_hosts=table.boolean("previous_hosts", preset.previous_hosts),
     )
     if policy.max_backoff < policy.initial_backoff:
         table.fail("max_backoff", "must not be below initial_backoff")

@@ -55,6 +55,8 @@ _POLICY_CACHE_SIZE = 1024
 # How early a caller's cancellation may come and still be its deadline passing (the two clocks
 # that time it, the listener's and the call path's, are not the same timer).
 _DEADLINE_SLACK = 0.02
+# How long the proxy waits for its replicas' first health checks before it listens.
+_WARM_UP = 2.0
 
 
 def grpc_options(config: ProxyConfig, listener: bool) -> tuple[tuple[str, Any], ...]:
@@ -212,6 +214,11 @@ class Proxy:
                 ) from None
         self.observer.subscribe(HealthChanged, self._health_changed)
         self.observer.subscribe(MembershipChanged, self._health_changed)
+        # The first checks first (bounded: a replica that never answers is not waited for), so that
+        # the first calls find replicas in and reflection a replica to ask.
+        with trio.move_on_after(_WARM_UP):
+            for upstream in self._upstreams:
+                await upstream.warm()
         await self._learn_shapes()
         await bridge.wait(server.start())
         await self._publish_health()

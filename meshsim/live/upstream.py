@@ -151,6 +151,14 @@ class Upstream:
         )
         return self.channel
 
+    async def warm(self) -> None:
+        """Return once the replicas have had their first checks (one is usable, or all have answered),
+        as Envoy finishes a cluster's start-up before its listeners take calls."""
+        if self.balancer.warming:
+            warmed = trio.Event()
+            self.balancer.wait_for_picker(warmed.set)
+            await warmed.wait()
+
     def any_channel(self) -> grpc.aio.Channel | None:
         """A channel to a usable replica, for a caller's own questions (reflection)."""
         for endpoint in self.balancer.endpoints:

@@ -80,7 +80,15 @@ class Balancer:
         self.endpoints = tuple(endpoints)
         self._by_name = {e.name: e for e in self.endpoints}
         self._health = health
-        self._trackers = {e.name: HealthTracker(health) for e in self.endpoints}
+        # Without health checks a replica is in rotation from the start: nothing would ever put it in.
+        self._start_healthy = health.initial_healthy or not health.enabled
+        self._trackers = {e.name: self._tracker() for e in self.endpoints}
+        for endpoint in self.endpoints:
+            endpoint.healthy = self._start_healthy
+        # Calls that found no usable endpoint while some are not yet checked (gRPC's CONNECTING):
+        # they wait for the first verdicts instead of failing.
+        self._waiting: list[Callable[[], None]] = []
+        self.warming = False
         self._next_index = max((e.index for e in self.endpoints), default=-1) + 1
         self._rng = rng
         self._observer = observer
@@ -95,6 +103,16 @@ class Balancer:
                 endpoint.latency = PeakEwma(config.ewma, start)
         self.mailbox: Mailbox[BalancerMessage] = Mailbox()
         self.picker: Picker = build_picker(config, self.pickable(), rng, self.now, self.endpoints)
+        self.warming = not self._start_healthy and bool(self.endpoints)
+
+    def _tracker(self) -> HealthTracker:
+        return HealthTracker(self._health, healthy=self._start_healthy, checked=self._start_healthy)
+
+    def wait_for_picker(self, resume: Callable[[], None]) -> None:
+        """A call found no usable endpoint while the balancer is `warming`: `resume()` is called
+        once a picker with an endpoint is published, or once every endpoint has been checked and
+        none passed (then the call fails as it would have)."""
+        self._waiting.append(resume)
 
     def usable(self, endpoint: Endpoint) -> bool:
         ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)
@@ -113,7 +131,15 @@ class Balancer:
         return usable
 
     def publish(self) -> None:
-        self.picker = build_picker(self.config, self.pickable(), self._rng, self.now, self.endpoints)
+        pickable = self.pickable()
+        self.picker = build_picker(self.config, pickable, self._rng, self.now, self.endpoints)
+        # As gRPC's channel: CONNECTING (picks wait) while no replica is usable and some have not yet
+        # answered a first check; TRANSIENT_FAILURE (calls fail fast) once all have, and failed.
+        self.warming = not pickable and any(not tracker.checked for tracker in self._trackers.values())
+        if self._waiting and not self.warming:
+            waiting, self._waiting = self._waiting, []
+            for resume in waiting:
+                resume()
 
     def handle(self, message: BalancerMessage) -> None:
         if isinstance(message, SweepOutliers):
@@ -126,10 +152,13 @@ class Balancer:
         if endpoint is None:
             return  # a probe of an endpoint discovery has since removed
         tracker = self._trackers[endpoint.name]
+        first = not tracker.checked
         verdict = (
             tracker.report(message.status) if isinstance(message, HealthReported) else tracker.observe(message.status)
         )
         if verdict is None:
+            if first and self.warming:
+                self.publish()  # one fewer to wait for: all checked and failed ends the warming
             return
         endpoint.healthy = verdict
         self._observer.emit(HealthChanged(self.now(), self.client, endpoint.name, verdict, message.status))
@@ -160,8 +189,9 @@ class Balancer:
             self._next_index += 1
             if self.config.policy == "peak_ewma":
                 endpoint.latency = PeakEwma(self.config.ewma, start)
+            endpoint.healthy = self._start_healthy
             kept[name] = endpoint
-            self._trackers[name] = HealthTracker(self._health)
+            self._trackers[name] = self._tracker()
         for name in removed:
             del self._trackers[name]
         self.endpoints = tuple(kept[n] for n in unique)

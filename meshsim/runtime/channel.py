@@ -58,6 +58,7 @@ _log = logging.getLogger(__name__)
 
 # How many extra picks a retry or hedge may take to find a replica it has not tried.
 _REPICKS = 8
+_NONE: list[Endpoint] = []
 
 
 class MeshChannel:
@@ -276,6 +277,7 @@ class CallRun:
         "_next_timer",
         "_on_finished",
         "_retry_reserved",
+        "_waiting_for_picker",
         "active",
         "admitted",
         "attempts",
@@ -312,6 +314,7 @@ class CallRun:
         self._next_timer: Cancellable | None = None
         self._backoff_step = 0
         self._retry_reserved = False
+        self._waiting_for_picker = False
         self._decider: Endpoint | None = None
         self._committed: AttemptHandle | None = None
         self._commit_first = False
@@ -417,8 +420,9 @@ class CallRun:
             return
         try:
             if handle is None:
-                if not self.admitted:
-                    self._commit_first = True  # still waiting for a slot: its first attempt is the one
+                if not self.admitted or (self._waiting_for_picker and self.attempts == 0):
+                    # Still waiting for a slot, or for a first replica: its first attempt is the one.
+                    self._commit_first = True
                     return
                 if not self.active:
                     self.finish(self.last_status)
@@ -449,7 +453,17 @@ class CallRun:
         channel = self.channel
         now = channel.timers.now()
         self.attempts += 1
-        endpoint = channel.pick(self.call.key, self.tried)
+        # Hedges spread over replicas not tried yet (a hedge on the replica that is slow is no
+        # hedge); retries do so only with previous_hosts, as Envoy's predicate, not gRPC's picker.
+        retry = self.retry
+        avoid = self.tried if kind is AttemptKind.HEDGE or (retry is not None and retry.previous_hosts) else _NONE
+        endpoint = channel.pick(self.call.key, avoid)
+        if endpoint is None and channel.balancer.warming:
+            # No replica has passed a first check yet: wait for one, as gRPC queues a pick while
+            # its channel connects (the call's deadline still runs).
+            self.attempts -= 1
+            self._wait_for_picker(kind)
+            return
         if endpoint is None:
             channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
             if not self._unsent_hedge(kind):
@@ -462,7 +476,6 @@ class CallRun:
                 self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
             return
         deadline_at = self.deadline_at
-        retry = self.retry
         if retry is not None and retry.per_attempt_timeout is not None:
             own = now + retry.per_attempt_timeout
             deadline_at = own if deadline_at is None else min(deadline_at, own)
@@ -503,6 +516,30 @@ class CallRun:
         if self._commit_first:
             self._commit_first = False
             self._committed = attempt.handle
+
+    def _wait_for_picker(self, kind: AttemptKind) -> None:
+        channel = self.channel
+        timers = channel.timers
+        if self.deadline_at is not None and self._deadline_timer is None:
+            self._deadline_timer = timers.call_at(self.deadline_at, self._deadline_passed)
+
+        def resume() -> None:
+            # Called by the balancer, wherever it runs: back onto the call path's own timers.
+            timers.call_at(timers.now(), self._resume, kind)
+
+        self._waiting_for_picker = True
+        channel.balancer.wait_for_picker(resume)
+
+    def _resume(self, kind: AttemptKind) -> None:
+        self._waiting_for_picker = False
+        if self.done:
+            return
+        try:
+            self._send(kind)
+            if self._next_timer is None:
+                self._schedule_hedge()
+        except Exception as error:
+            self.fail("an attempt that waited for a replica", error)
 
     def _unsent_hedge(self, kind: AttemptKind) -> bool:
         """A hedge that found no replica to go to (none pickable, or its breaker refused) is no answer:
@@ -596,6 +633,8 @@ class CallRun:
         hedging = self.hedging
         if hedging is None or self.done or self.attempts >= hedging.attempts or self._committed is not None:
             return
+        if self._waiting_for_picker:
+            return  # hedges start from the first attempt, once it has a replica
         self._next_timer = self.channel.timers.call_at(self.channel.timers.now() + hedging.hedging_delay, self._hedge)
 
     def _hedge(self) -> None:

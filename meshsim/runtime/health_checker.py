@@ -59,10 +59,14 @@ class HealthChecker:
         await self._poll()
 
     async def _poll(self) -> None:
-        while True:
+        # An endpoint out until its first check is checked at once (Envoy's first check runs as the
+        # cluster starts, and gRPC asks as its subchannel connects); one in from the start waits.
+        if self.config.initial_healthy:
             await trio.sleep(self.next_wait())
+        while True:
             status = await self.probe()
             await self._balancer.send(HealthProbed(self.endpoint, status))
+            await trio.sleep(self.next_wait())
 
     async def _watch(self) -> None:
         """Follow Watch streams until the endpoint says it has none (WatchUnsupported)."""
