@@ -344,3 +344,83 @@ def test_a_tls_mismatch_with_the_replicas_is_said(tmp_path: Path) -> None:
     ), to_tls
     for said in (to_plain, to_tls):
         assert "ssl_transport_security" not in said and "Traceback" not in said
+
+
+def test_a_call_on_a_channel_closed_under_it_ends_unavailable() -> None:
+    """A drained channel closes (after a certificate rotation, here forced) while a slow call is on
+    it: the call ends UNAVAILABLE, saying why, and the program goes on."""
+    from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
+    from meshsim.live.servicer import ServerFaults
+    from meshsim.live.transport import LiveTransport
+
+    outcome: list[object] = []
+
+    async def main() -> None:
+        (replica,) = await bridge.wait(start_replicas(ServeConfig(port=0, faults=ServerFaults(latency=2.0))))
+        try:
+            async with live.GrpcClient(endpoints=[replica.address]) as client:
+
+                async def call() -> None:
+                    try:
+                        outcome.append(await client.Process(mesh_pb2.ProcessRequest(request_id="slow")))
+                    except live.RpcError as error:
+                        outcome.append(error)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(call)
+                    await trio.sleep(0.3)
+                    transport = client.channel.transport
+                    assert isinstance(transport, LiveTransport)
+                    started = trio.current_time()
+                    transport.reconnect(0.1)
+                assert trio.current_time() - started < 1.5  # ended with the channel, not with the replica
+                assert client.channel.balancer.endpoints[0].in_flight == 0
+        finally:
+            await bridge.wait(stop_replicas([replica], 0))
+
+    live.run(main)
+    (error,) = outcome
+    assert isinstance(error, live.RpcError) and error.status is StatusCode.UNAVAILABLE
+    assert "connection to the replica was closed" in error.details
+
+
+def test_a_stream_that_answered_then_ran_out_of_time_is_a_deadline_failure() -> None:
+    """A bidi call commits on its first answer, then the caller's deadline passes while the replica
+    takes its time over the second: the attempt timed out (DEADLINE_EXCEEDED), it was not cancelled."""
+    from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
+    from meshsim.live.servicer import ServerFaults
+    from tests.messages import chat
+
+    seen = Seen()
+
+    async def main() -> None:
+        replicas = await bridge.wait(start_replicas(ServeConfig(port=0, faults=ServerFaults(latency=0.2))))
+        config = ProxyConfig.for_service(SERVICE_NAME, (replicas[0].address,), health=HealthConfig(enabled=False))
+        try:
+            async with Proxy(config, seen.observer()) as proxy:
+                channel = grpc.aio.insecure_channel(proxy.address)
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                try:
+                    for _ in range(3):
+                        answers: list[object] = []
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            async for answer in _stream(stub.Chat(chat(), timeout=0.3)):
+                                answers.append(answer)
+                        assert len(answers) == 1  # it had answered once: committed
+                finally:
+                    await bridge.wait(channel.close())
+        finally:
+            await bridge.wait(stop_replicas(replicas, 0))
+
+    live.run(main)
+    assert [c.status for c in seen.calls] == [StatusCode.DEADLINE_EXCEEDED] * 3
+    assert {a.status for a in seen.attempts} == {StatusCode.DEADLINE_EXCEEDED}
+
+
+async def _stream(call: Any) -> Any:
+    """Read a grpc.aio stream from Trio, one message at a time."""
+    while True:
+        message = await bridge.wait(call.read())
+        if message is grpc.aio.EOF:
+            return
+        yield message

@@ -72,6 +72,9 @@ class CircuitBreaker:
         )
         self._opened_at = 0.0
         self._half_open_permits = 0
+        # Bumped at every change of state: a call's permit belongs to the period that issued it, and
+        # outcomes and releases from an earlier one are not this period's business.
+        self.generation = 0
         self._half_open_results: list[tuple[bool, bool]] = []
 
     def try_acquire(self, now: float) -> tuple[bool, BreakerState | None]:
@@ -86,15 +89,24 @@ class CircuitBreaker:
             return True, moved
         return False, moved
 
-    def release(self) -> None:
+    def release(self, generation: int | None = None) -> None:
         """A call let through ended with no outcome to record (cancelled, or refused further on):
         in HALF_OPEN its permit is given back, as resilience4j's releasePermission does, or the
-        breaker would wait for a result that never comes."""
+        breaker would wait for a result that never comes. `generation`: the one the call's permit
+        was issued in (a permit from an earlier period gives nothing back)."""
+        if generation is not None and generation != self.generation:
+            return
         if self.state is BreakerState.HALF_OPEN:
             self._half_open_permits = min(self._half_open_permits + 1, self.config.permitted_calls_in_half_open)
 
-    def record(self, now: float, status: StatusCode, duration: float) -> BreakerState | None:
-        """Record the outcome of a call that was let through; returns the new state if it moved."""
+    def record(
+        self, now: float, status: StatusCode, duration: float, generation: int | None = None
+    ) -> BreakerState | None:
+        """Record the outcome of a call that was let through; returns the new state if it moved.
+        With `generation` (the breaker's when the call was let through), a call admitted in an
+        earlier period does not count: not once the breaker has opened, nor as a half-open trial."""
+        if generation is not None and generation != self.generation:
+            return None
         config = self.config
         failed = status in config.failure_status_codes
         slow = duration >= config.slow_call_duration
@@ -128,6 +140,7 @@ class CircuitBreaker:
 
     def _enter(self, state: BreakerState, now: float) -> BreakerState:
         self.state = state
+        self.generation += 1
         self._window.clear()
         self._half_open_results = []
         if state is BreakerState.OPEN:

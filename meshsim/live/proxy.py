@@ -54,7 +54,7 @@ _HOP_HEADERS = frozenset({"grpc-timeout", "content-type", "te", "user-agent", "g
 _POLICY_CACHE_SIZE = 1024
 # How early a caller's cancellation may come and still be its deadline passing (the two clocks
 # that time it, the listener's and the call path's, are not the same timer).
-_DEADLINE_SLACK = 0.02
+_DEADLINE_SLACK = 0.1
 # How long the proxy waits for its replicas' first health checks before it listens.
 _WARM_UP = 2.0
 
@@ -127,7 +127,7 @@ class Proxy:
         self._clients = _ClientShares(config.max_requests_per_client)
         self.certificates: ServerCertificates | None = None
         self.reflection = reflection.MergedReflection(())
-        self.shapes = reflection.MethodShapes()
+        self.shapes = reflection.MethodShapes(cluster.service for cluster in config.clusters)
         self.metrics: MeshMetrics | None = None
         self.metrics_address = ""
 
@@ -313,7 +313,7 @@ class Proxy:
             reading.cancel()
             if attempt is not None:
                 attempt.call.cancel()
-                attempt.report(StatusCode.CANCELLED)  # nothing if it was already reported
+                attempt.report(_caller_gone(invocation.run))  # nothing if it was already reported
             _cancel(invocation.run)
 
     def route(self, method: str) -> Upstream:
@@ -422,19 +422,24 @@ def _details(event: RequestFinished, attempt: object) -> str:
     return unanswered_details(event)
 
 
-def _cancel(run: CallRun | None) -> None:
-    """The proxied call is over on the caller's side: a call still going ends CANCELLED, or, when
-    the caller's deadline is what ended it, DEADLINE_EXCEEDED, as its attempts do: a call that ran
-    out of time on a replica is a failure of that replica for outlier detection and breakers."""
-    if run is None or run.done:
-        return
-    deadline = run.deadline_at
+def _caller_gone(run: CallRun | None) -> StatusCode:
+    """How a proxied call ends when its caller's side is over: CANCELLED, or DEADLINE_EXCEEDED when
+    the caller's deadline is what ended it, so that a call that ran out of time on a replica is a
+    failure of that replica for outlier detection and breakers, as its attempts' own timeouts are."""
+    deadline = None if run is None else run.deadline_at
     # grpc cancels the handler when the caller's deadline passes, at about the time the attempt's
     # own deadline (the same one) would have ended it.
-    if deadline is not None and run.channel.timers.now() >= deadline - _DEADLINE_SLACK:
-        run.finish(StatusCode.DEADLINE_EXCEEDED, cancel_with=StatusCode.DEADLINE_EXCEEDED)
-    else:
-        run.finish(StatusCode.CANCELLED)
+    if run is not None and deadline is not None and run.channel.timers.now() >= deadline - _DEADLINE_SLACK:
+        return StatusCode.DEADLINE_EXCEEDED
+    return StatusCode.CANCELLED
+
+
+def _cancel(run: CallRun | None) -> None:
+    """The proxied call is over on the caller's side: a call still going ends as `_caller_gone` says."""
+    if run is None or run.done:
+        return
+    status = _caller_gone(run)
+    run.finish(status, cancel_with=status)
 
 
 class _ClientShares:

@@ -12,11 +12,13 @@ line per replica and problem, and one more when the replica is reached again.
 from __future__ import annotations
 
 import logging
+import re
 
 _log = logging.getLogger(__name__)
 
 # The longest piece of gRPC's own words kept in a line.
 _DETAILS = 160
+_ADDRESS = re.compile(r"(?:ipv4|ipv6|unix):\S+?:\s")
 
 
 def problem_of(details: str, secure: bool, reached_before: bool = False) -> str:
@@ -40,8 +42,9 @@ def problem_of(details: str, secure: bool, reached_before: bool = False) -> str:
 
 
 def _short(details: str) -> str:
-    # gRPC's wording repeats its own framing; the last clause is the cause.
-    cause = details.rsplit("last error: ", 1)[-1].strip()
+    # gRPC's wording repeats its own framing; the last clause is the cause. Addresses go: a name
+    # that resolves to several may fail on a different one each time, and it is one problem.
+    cause = _ADDRESS.sub("", details.rsplit("last error: ", 1)[-1]).strip()
     return cause if len(cause) <= _DETAILS else cause[: _DETAILS - 1] + "…"
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -173,15 +173,21 @@ class MethodShapes:
     serves) as a stream, which carries every shape.
     """
 
-    def __init__(self, limit: int = 256, retry_after: float = 10.0) -> None:
+    def __init__(
+        self, services: Iterable[str] = (), limit: int = 256, retry_after: float = 10.0, others_per_second: float = 10.0
+    ) -> None:
         self._unary: set[str] = set()
-        # Each service asked about, and when (None once its replicas answered). At most `limit`
-        # services are ever asked about, and one whose replicas did not answer is asked again only
-        # after `retry_after` seconds: calls naming made-up services (or a service without
-        # reflection) must neither grow this without bound nor send a reflection call each.
+        # The services the proxy routes are always asked about (again after `retry_after` while their
+        # replicas do not answer). Any other name a call carries is asked about at most
+        # `others_per_second` times a second, and at most `limit` names are remembered, the oldest
+        # unanswered going first: calls naming made-up services grow nothing and cost the replicas
+        # a bounded trickle of reflection calls.
+        self._routed = frozenset(services)
         self.limit = limit
         self.retry_after = retry_after
-        self._asked: dict[str, float | None] = {}
+        self._other_gap = 1.0 / others_per_second
+        self._next_other = 0.0
+        self._asked: collections.OrderedDict[str, float | None] = collections.OrderedDict()
         self._learning: set[asyncio.Task[None]] = set()
 
     def is_unary(self, method: str) -> bool:
@@ -195,26 +201,39 @@ class MethodShapes:
         """Learn `service`'s methods in the background, from a replica `channel_to()` reaches (so a
         call that finds the service asked costs a dict lookup; asyncio's side of the thread)."""
         loop = asyncio.get_running_loop()
+        now = loop.time()
         if service in self._asked:
             asked = self._asked[service]
-            if asked is None or loop.time() - asked < self.retry_after:
+            if asked is None or now - asked < self.retry_after:
                 return None  # learnt, or asked lately
-        elif len(self._asked) >= self.limit:
-            return None
+        if service not in self._routed:
+            if now < self._next_other:
+                return None
+            self._next_other = now + self._other_gap
         channel = channel_to()
         if channel is None:
             return None
-        self._asked[service] = loop.time()
+        self._asked[service] = now
+        self._asked.move_to_end(service)
+        self._forget_the_oldest_unanswered()
         task = loop.create_task(self._learn(service, channel))
         self._learning.add(task)
         task.add_done_callback(self._learning.discard)
         return task
 
+    def _forget_the_oldest_unanswered(self) -> None:
+        while len(self._asked) > self.limit:
+            oldest = next((name for name, asked in self._asked.items() if asked is not None), None)
+            if oldest is None:
+                return  # every one answered: real services, as many as the replicas serve
+            del self._asked[oldest]
+
     async def _learn(self, service: str, channel: grpc.aio.Channel) -> None:
         answer = await ask(channel, V1ALPHA, reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
         if answer is None or not answer.HasField("file_descriptor_response"):
             return  # no replica answered (not up yet, or no reflection): asked again after a while
-        self._asked[service] = None
+        if service in self._asked:
+            self._asked[service] = None
         for raw in answer.file_descriptor_response.file_descriptor_proto:
             described = descriptor_pb2.FileDescriptorProto.FromString(raw)
             prefix = f"{described.package}." if described.package else ""

@@ -58,6 +58,12 @@ class UnaryInvocation:
                 attempt.details = "cancelled by meshsim"
                 on_done(attempt.cancelled_with, None)
                 return
+            if future.cancelled():
+                # Not by meshsim: grpc.aio cancels the calls of a channel it closes (one drained
+                # after a certificate rotation, or a replica discovery removed).
+                attempt.details = "meshsim: the connection to the replica was closed"
+                on_done(StatusCode.UNAVAILABLE, None)
+                return
             error = future.exception()
             if error is None:
                 attempt.response = future.result()

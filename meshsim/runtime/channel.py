@@ -58,6 +58,8 @@ _log = logging.getLogger(__name__)
 
 # How many extra picks a retry or hedge may take to find a replica it has not tried.
 _REPICKS = 8
+# The permit of an attempt to a replica without a breaker.
+NO_BREAKER = -1
 _NONE: list[Endpoint] = []
 
 
@@ -125,7 +127,7 @@ class MeshChannel:
                 if not allowed:
                     run.finish(StatusCode.UNAVAILABLE)  # an open breaker fails fast
                     return run
-                run.breaker_permit = True
+                run.breaker_permit = self.service_breaker.generation
             limits = self.policies.limits
             if limits is not None and self.active_calls >= limits.max_requests:
                 if self.pending_calls >= limits.max_pending:
@@ -174,13 +176,15 @@ class MeshChannel:
         if run.queued:
             self.pending_calls -= 1  # its deadline passed while it waited for a slot
             run.queued = False
-        if run.breaker_permit:
+        permit = run.breaker_permit
+        if permit is not None:
             assert self.service_breaker is not None
-            if run.attempts:
-                moved = self.service_breaker.record(now, status, now - run.started)
+            if run.attempts and status is not StatusCode.CANCELLED:
+                moved = self.service_breaker.record(now, status, now - run.started, permit)
                 self._breaker_moved("service", self.service, moved, now)
             else:
-                self.service_breaker.release()  # refused by the limits, or its deadline passed in the queue
+                # No outcome: the caller gave up, the limits refused it, or its deadline passed in the queue.
+                self.service_breaker.release(permit)
         if run.admitted:
             self.active_calls -= 1
             while self._pending:
@@ -216,20 +220,31 @@ class MeshChannel:
             return next((e for e in avoid if balancer.usable(e) and e.in_flight < cap), None)
         return endpoint
 
-    def replica_breaker_allows(self, endpoint: Endpoint, now: float) -> bool:
+    def replica_permit(self, endpoint: Endpoint, now: float) -> int | None:
+        """May an attempt go to `endpoint` now? The permit (its breaker's generation, or NO_BREAKER),
+        or None when the replica's breaker refuses."""
         config = self._replica_breaker
         if config is None:
-            return True
+            return NO_BREAKER
         breaker = self._replica_breakers.get(endpoint.name)
         if breaker is None:
             breaker = self._replica_breakers[endpoint.name] = CircuitBreaker(config)
         allowed, moved = breaker.try_acquire(now)
         self._breaker_moved("replica", endpoint.name, moved, now)
-        return allowed
+        return breaker.generation if allowed else None
 
     def attempt_ended(
-        self, endpoint: Endpoint | None, kind: AttemptKind, status: StatusCode, started: float, now: float
+        self,
+        endpoint: Endpoint | None,
+        kind: AttemptKind,
+        status: StatusCode,
+        started: float,
+        now: float,
+        permit: int = NO_BREAKER,
+        blame: bool = True,
     ) -> None:
+        """An attempt ended; with `blame` False (meshsim's own failure, not the replica's) it counts
+        against neither the replica's breaker nor its outlier detection."""
         self.observer.emit(
             AttemptFinished(
                 self.client, self.service, None if endpoint is None else endpoint.name, kind, status, started, now
@@ -237,15 +252,15 @@ class MeshChannel:
         )
         if endpoint is None:
             return
-        if self._replica_breaker is not None:
-            breaker = self._replica_breakers.get(endpoint.name)
-            if breaker is None:
-                pass
-            elif status is StatusCode.CANCELLED:
-                breaker.release()  # a hedge that lost, a call its caller gave up: no outcome
+        if permit != NO_BREAKER:
+            breaker = self._replica_breakers[endpoint.name]
+            if status is StatusCode.CANCELLED or not blame:
+                breaker.release(permit)  # a hedge that lost, a call its caller gave up: no outcome
             else:
-                self._breaker_moved("replica", endpoint.name, breaker.record(now, status, now - started), now)
-        self.balancer.record_outcome(endpoint, status, now - started, now)
+                moved = breaker.record(now, status, now - started, permit)
+                self._breaker_moved("replica", endpoint.name, moved, now)
+        if blame:
+            self.balancer.record_outcome(endpoint, status, now - started, now)
 
     def refused(self, reason: str, now: float) -> None:
         self.observer.emit(RetryRefused(now, self.client, self.service, reason))
@@ -256,12 +271,13 @@ class MeshChannel:
 
 
 class Attempt:
-    __slots__ = ("endpoint", "handle", "kind", "started")
+    __slots__ = ("endpoint", "handle", "kind", "permit", "started")
 
-    def __init__(self, endpoint: Endpoint, kind: AttemptKind, started: float) -> None:
+    def __init__(self, endpoint: Endpoint, kind: AttemptKind, started: float, permit: int) -> None:
         self.endpoint = endpoint
         self.kind = kind
         self.started = started
+        self.permit = permit  # of the replica's breaker
         self.handle: AttemptHandle | None = None
 
 
@@ -306,7 +322,7 @@ class CallRun:
         self.attempts = 0
         self.done = False
         self.admitted = False
-        self.breaker_permit = False  # holds one of the service breaker's calls
+        self.breaker_permit: int | None = None  # the service breaker's generation that let it through
         self.queued = False
         self.last_status = StatusCode.UNAVAILABLE
         self._on_finished = on_finished
@@ -470,7 +486,8 @@ class CallRun:
                 self._after(None, kind, StatusCode.UNAVAILABLE, None, now)
             return
         self.tried.append(endpoint)
-        if not channel.replica_breaker_allows(endpoint, now):
+        permit = channel.replica_permit(endpoint, now)
+        if permit is None:
             channel.attempt_ended(None, kind, StatusCode.UNAVAILABLE, now, now)
             if not self._unsent_hedge(kind):
                 self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
@@ -479,7 +496,7 @@ class CallRun:
         if retry is not None and retry.per_attempt_timeout is not None:
             own = now + retry.per_attempt_timeout
             deadline_at = own if deadline_at is None else min(deadline_at, own)
-        attempt = Attempt(endpoint, kind, now)
+        attempt = Attempt(endpoint, kind, now, permit)
         endpoint.in_flight += 1
         self.active.append(attempt)
 
@@ -488,7 +505,7 @@ class CallRun:
                 endpoint.in_flight -= 1
                 self.active.remove(attempt)
                 ended = channel.timers.now()
-                channel.attempt_ended(endpoint, kind, status, now, ended)
+                channel.attempt_ended(endpoint, kind, status, now, ended, permit)
                 committed = self._committed
                 if committed is not None and attempt.handle is not committed:
                     return  # cancelled by the commit: counted, but it decides nothing
@@ -503,7 +520,7 @@ class CallRun:
         except EndpointGone:
             endpoint.in_flight -= 1
             self.active.remove(attempt)
-            channel.attempt_ended(endpoint, kind, StatusCode.UNAVAILABLE, now, now)
+            channel.attempt_ended(endpoint, kind, StatusCode.UNAVAILABLE, now, now, permit)
             self._after(endpoint, kind, StatusCode.UNAVAILABLE, None, now)
             return
         except Exception:
@@ -511,7 +528,7 @@ class CallRun:
             # (by the caller's handler) does the call.
             endpoint.in_flight -= 1
             self.active.remove(attempt)
-            channel.attempt_ended(endpoint, kind, StatusCode.INTERNAL, now, now)
+            channel.attempt_ended(endpoint, kind, StatusCode.INTERNAL, now, now, permit, blame=False)
             raise
         if self._commit_first:
             self._commit_first = False

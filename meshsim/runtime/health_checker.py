@@ -102,7 +102,10 @@ class HealthChecker:
         self._heard = trio.current_time()
         while True:
             await trio.sleep(self.next_wait())
-            if trio.current_time() - self._heard < self.config.interval:
+            heard = self._heard
+            if trio.current_time() - heard < self.config.interval:
                 continue
             status = await self.probe()
+            if self._heard != heard:
+                continue  # the Watch pushed a status while the probe was out: the push is newer
             await self._balancer.send(HealthProbed(self.endpoint, status))
