@@ -121,6 +121,6 @@ def _metrics_address(value: str | None) -> str | None:
     if value is None:
         return None
     host, _, port = value.rpartition(":")
-    if not port.isdigit() or int(port) > 65535:
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint="--metrics")
     return f"{host or '127.0.0.1'}:{port}"

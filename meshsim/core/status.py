@@ -30,7 +30,7 @@ class StatusCode(enum.IntEnum):
     def parse(cls, text: str) -> StatusCode:
         """Accept `UNAVAILABLE`, `unavailable` or `14`; raise ValueError otherwise."""
         cleaned = text.strip()
-        if cleaned.isdigit() and int(cleaned) in cls._value2member_map_:
+        if cleaned.isascii() and cleaned.isdigit() and int(cleaned) in cls._value2member_map_:
             return cls(int(cleaned))
         try:
             return cls[cleaned.upper()]

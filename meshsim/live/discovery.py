@@ -96,7 +96,7 @@ class FileResolver:
             if not entry:
                 continue
             host, _, port = entry.rpartition(":")
-            if not host or not port.isdigit() or int(port) > 65535:
+            if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
                 raise ValueError(f"{self.path}:{number}: expected host:port, got {entry!r}")
             found.append(entry)
         return tuple(found)
