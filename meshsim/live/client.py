@@ -45,6 +45,9 @@ from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.tls.material import TlsFiles
 
+# How long entering a GrpcClient waits for its replicas' first health checks.
+WARM_UP = 2.0
+
 
 class RpcError(Exception):
     """A call ended with a status other than OK."""
@@ -130,6 +133,10 @@ class GrpcClient:
             timers = TimerQueue()
             supervisor.start(timers)
             self._channel = await upstream.start(supervisor, timers)
+            # The replicas' first checks, as the proxy waits for them (bounded: one may never answer);
+            # calls made before them would wait for them anyway.
+            with trio.move_on_after(WARM_UP):
+                await upstream.warm()
         except BaseException:
             # The nursery closes outside any scope opened after it (trio requires it).
             await self._background.close()

@@ -152,12 +152,11 @@ class Upstream:
         return self.channel
 
     async def warm(self) -> None:
-        """Return once the replicas have had their first checks (one is usable, or all have answered),
-        as Envoy finishes a cluster's start-up before its listeners take calls."""
-        if self.balancer.warming:
-            warmed = trio.Event()
-            self.balancer.wait_for_picker(warmed.set)
-            await warmed.wait()
+        """Return once every replica has answered a first check, as Envoy initialises a cluster
+        before its listeners take calls (callers bound the wait: a replica may never answer)."""
+        warmed = trio.Event()
+        self.balancer.when_all_checked(warmed.set)
+        await warmed.wait()
 
     def any_channel(self) -> grpc.aio.Channel | None:
         """A channel to a usable replica, for a caller's own questions (reflection)."""

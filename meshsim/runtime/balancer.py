@@ -88,6 +88,7 @@ class Balancer:
         # Calls that found no usable endpoint while some are not yet checked (gRPC's CONNECTING):
         # they wait for the first verdicts instead of failing.
         self._waiting: list[Callable[[], None]] = []
+        self._waiting_for_all: list[Callable[[], None]] = []
         self.warming = False
         self._next_index = max((e.index for e in self.endpoints), default=-1) + 1
         self._rng = rng
@@ -113,6 +114,18 @@ class Balancer:
         once a picker with an endpoint is published, or once every endpoint has been checked and
         none passed (then the call fails as it would have)."""
         self._waiting.append(resume)
+
+    def when_all_checked(self, checked: Callable[[], None]) -> None:
+        """`checked()` once every endpoint has answered a first check (at once if they have), as
+        Envoy initialises a cluster only after the first round of health checks."""
+        if self.all_checked:
+            checked()
+        else:
+            self._waiting_for_all.append(checked)
+
+    @property
+    def all_checked(self) -> bool:
+        return all(tracker.checked for tracker in self._trackers.values())
 
     def usable(self, endpoint: Endpoint) -> bool:
         ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)
@@ -156,6 +169,10 @@ class Balancer:
         verdict = (
             tracker.report(message.status) if isinstance(message, HealthReported) else tracker.observe(message.status)
         )
+        if first and self._waiting_for_all and self.all_checked:
+            waiting, self._waiting_for_all = self._waiting_for_all, []
+            for checked in waiting:
+                checked()
         if verdict is None:
             if first and self.warming:
                 self.publish()  # one fewer to wait for: all checked and failed ends the warming
