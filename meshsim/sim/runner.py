@@ -9,7 +9,8 @@ import trio.testing
 
 from meshsim.core.endpoint import Endpoint
 from meshsim.core.recording import RunRecorder
-from meshsim.core.report import Report, build_report
+from meshsim.core.report import Report
+from meshsim.core.report_builder import build_report
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.actor import Supervisor
