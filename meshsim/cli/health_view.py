@@ -22,6 +22,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from meshsim.core.metric_names import (
+    ACTIVE_CONNECTIONS,
+    BUCKET_BOUND,
+    CLIENT,
+    CODE,
+    ENDPOINT,
+    ENDPOINT_HEALTH,
+    METHOD,
+    REPLICA,
+    REQUEST_DURATION_BUCKET,
+    REQUESTS_TOTAL,
+    SERVICE,
+)
+
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
 
@@ -53,15 +67,15 @@ def endpoints_table(now: Scrape) -> Table:
     table = Table(title="endpoints", title_justify="left")
     for column in ("caller", "service", "endpoint", "health", "connected"):
         table.add_column(column)
-    connected = {labels: value for (name, labels), value in now.samples.items() if name == "grpc_active_connections"}
-    rows = sorted((labels, value) for (name, labels), value in now.samples.items() if name == "grpc_endpoint_health")
+    connected = {labels: value for (name, labels), value in now.samples.items() if name == ACTIVE_CONNECTIONS}
+    rows = sorted((labels, value) for (name, labels), value in now.samples.items() if name == ENDPOINT_HEALTH)
     for labels, value in rows:
         named = dict(labels)
         link = connected.get(labels)
         table.add_row(
-            escape(named.get("client") or named.get("replica", "")),
-            escape(named.get("service", "")),
-            escape(named.get("endpoint") or named.get("replica", "")),
+            escape(named.get(CLIENT) or named.get(REPLICA, "")),
+            escape(named.get(SERVICE, "")),
+            escape(named.get(ENDPOINT) or named.get(REPLICA, "")),
             "[green]healthy[/]" if value else "[red]unhealthy[/]",
             "" if link is None else ("yes" if link else "[yellow]no[/]"),
         )
@@ -78,22 +92,22 @@ def calls_table(before: Scrape, now: Scrape) -> Table:
     errors: dict[Labels, float] = defaultdict(float)
     ever: dict[Labels, float] = defaultdict(float)
     for (name, labels), value in now.samples.items():
-        if name != "grpc_requests_total":
+        if name != REQUESTS_TOTAL:
             continue
-        key = tuple(pair for pair in labels if pair[0] != "code")
+        key = tuple(pair for pair in labels if pair[0] != CODE)
         delta = _increase(before.samples.get((name, labels), 0.0), value)
         totals[key] += delta
         ever[key] += value
-        if dict(labels).get("code") != "OK":
+        if dict(labels).get(CODE) != "OK":
             errors[key] += delta
     for key in sorted(totals):
         named = dict(key)
         calls = totals[key]
         buckets = _buckets(before, now, key)
         table.add_row(
-            escape(named.get("client") or named.get("replica", "")),
-            escape(named.get("service", "")),
-            escape(named.get("method", "")),
+            escape(named.get(CLIENT) or named.get(REPLICA, "")),
+            escape(named.get(SERVICE, "")),
+            escape(named.get(METHOD, "")),
             f"{calls:.0f}",
             f"{calls / window:.1f}",
             f"{100 * errors[key] / calls:.1f} %" if calls else "-",
@@ -108,10 +122,10 @@ def _buckets(before: Scrape, now: Scrape, key: Labels) -> list[tuple[float, floa
     """The window's cumulative histogram counts for one series: (upper bound, count), ascending."""
     found = []
     for (name, labels), value in now.samples.items():
-        if name != "grpc_request_duration_seconds_bucket":
+        if name != REQUEST_DURATION_BUCKET:
             continue
         named = dict(labels)
-        bound = named.pop("le")
+        bound = named.pop(BUCKET_BOUND)
         if tuple(sorted(named.items())) != key:
             continue
         found.append((float(bound), _increase(before.samples.get((name, labels), 0.0), value)))

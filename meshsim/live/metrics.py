@@ -28,6 +28,17 @@ from prometheus_client.registry import Collector
 
 from meshsim.core.events import RequestFinished
 from meshsim.core.live_config import join_host_port
+from meshsim.core.metric_names import (
+    ACTIVE_CONNECTIONS,
+    CLIENT,
+    CODE,
+    ENDPOINT,
+    ENDPOINT_HEALTH,
+    METHOD,
+    REQUEST_DURATION,
+    REQUESTS_TOTAL,
+    SERVICE,
+)
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.observer import Observer
 
@@ -45,15 +56,15 @@ def request_metrics(
     they read "Calls calls made".
     """
     requests = prometheus_client.Counter(
-        "grpc_requests_total",
+        REQUESTS_TOTAL,
         calls_help,
-        [caller, "service", "method", "code"],
+        [caller, SERVICE, METHOD, CODE],
         registry=registry,
     )
     duration = prometheus_client.Histogram(
-        "grpc_request_duration_seconds",
+        REQUEST_DURATION,
         duration_help,
-        [caller, "service", "method"],
+        [caller, SERVICE, METHOD],
         buckets=DURATION_BUCKETS,
         registry=registry,
     )
@@ -67,7 +78,7 @@ class MeshMetrics:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
         self._requests, self._duration = request_metrics(
             self.registry,
-            "client",
+            CLIENT,
             "Calls made, by the status they ended with.",
             "Seconds from a call's start to its end, every attempt included.",
         )
@@ -127,12 +138,12 @@ class _Upstreams(Collector):
         self.upstreams: list[Upstream] = []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["client", "service", "endpoint"]
+        labels = [CLIENT, SERVICE, ENDPOINT]
         health = GaugeMetricFamily(
-            "grpc_endpoint_health", "1 while the balancer counts the endpoint healthy, else 0.", labels=labels
+            ENDPOINT_HEALTH, "1 while the balancer counts the endpoint healthy, else 0.", labels=labels
         )
         connections = GaugeMetricFamily(
-            "grpc_active_connections",
+            ACTIVE_CONNECTIONS,
             "1 while the channel to the endpoint is connected (READY), else 0.",
             labels=labels,
         )

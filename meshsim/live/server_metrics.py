@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import prometheus_client
 
+from meshsim.core.metric_names import ENDPOINT_HEALTH, REPLICA, SERVICE
 from meshsim.live.metrics import request_metrics
 
 
@@ -29,14 +30,14 @@ class ServerMetrics:
         self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
         self._requests, self._duration = request_metrics(
             self.registry,
-            "replica",
+            REPLICA,
             "Calls this replica answered, by the status it gave.",
             "Seconds this replica took to answer a call.",
         )
         self._health = prometheus_client.Gauge(
-            "grpc_endpoint_health",
+            ENDPOINT_HEALTH,
             "1 while the replica reports SERVING for the service, else 0.",
-            ["replica", "service"],
+            [REPLICA, SERVICE],
             registry=self.registry,
         )
 

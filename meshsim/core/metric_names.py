@@ -1,0 +1,34 @@
+"""The Prometheus metric and label names meshsim exports, in one place.
+
+    grpc_requests_total{CALLER, service, method, code}     calls that ended (counter)
+    grpc_request_duration_seconds{CALLER, service, method} how long they took (histogram)
+    grpc_endpoint_health{client, service, endpoint}        1 while a caller's balancer counts it healthy
+    grpc_endpoint_health{replica, service}                 1 while a replica reports SERVING
+    grpc_active_connections{client, service, endpoint}     1 while a caller's channel to it is READY
+
+CALLER is `client` in a caller's metrics (the proxy, GrpcClient: `live/metrics.py`)
+and `replica` in a demo replica's (`live/server_metrics.py`); `meshsim top` reads both
+back (`cli/health_view.py`). Dashboards and alerts are written against these names,
+so the writers and the reader take them from here. The module is in core, not live,
+so that `meshsim top`, a plain HTTP client, reads them without loading grpc.
+
+The assertion metrics of a scenario report (`core/scenario.py`) are another thing.
+"""
+
+from __future__ import annotations
+
+# Metric names, as a scrape shows them.
+REQUESTS_TOTAL = "grpc_requests_total"
+REQUEST_DURATION = "grpc_request_duration_seconds"
+REQUEST_DURATION_BUCKET = REQUEST_DURATION + "_bucket"  # the histogram's bucket series
+ENDPOINT_HEALTH = "grpc_endpoint_health"
+ACTIVE_CONNECTIONS = "grpc_active_connections"
+
+# Label names.
+CLIENT = "client"
+REPLICA = "replica"
+SERVICE = "service"
+METHOD = "method"
+CODE = "code"
+ENDPOINT = "endpoint"
+BUCKET_BOUND = "le"  # Prometheus' own: a histogram bucket's upper bound
