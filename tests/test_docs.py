@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meshsim.core.live_config import load_live_config
 from meshsim.core.scenario_loader import load_scenario
+from meshsim.live.config import load_live_config
 from tests.conftest import ROOT, serve_replicas, stop
 
 BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)

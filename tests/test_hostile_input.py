@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshsim.cli import main
-from meshsim.core.live_config import load_live_config
-from meshsim.core.scenario import ScenarioError
+from meshsim.core.errors import ConfigError
 from meshsim.core.scenario_loader import load_scenario
+from meshsim.live.config import load_live_config
 from tests.conftest import MINIMAL, ROOT, SCENARIOS
 from tests.test_shipped_scenarios import assert_accounts_add_up, run_counting
 
@@ -317,7 +317,7 @@ YAMLS = [yaml.safe_load(PROXY_YAML)]
 def assert_one_line_or_valid(load: Callable[[Path], object], path: Path) -> None:
     try:
         load(path)
-    except ScenarioError as error:
+    except ConfigError as error:
         message = str(error)
         assert "\n" not in message and message.startswith(f"{path}: "), message
         assert len(message) < 600, message
@@ -403,7 +403,7 @@ def run_if_accepted(text: str, tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     try:
         scenario = load_scenario(path)
-    except ScenarioError as error:
+    except ConfigError as error:
         assert "\n" not in str(error)
         return
     report, started, finished = run_counting(scenario)

@@ -17,11 +17,11 @@ import trio
 from meshsim import live
 from meshsim.core.events import RequestFinished
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME, ServerFaults

@@ -9,7 +9,9 @@ import grpc
 import pytest
 
 from meshsim.core.breaker import ConcurrencyLimit
-from meshsim.core.live_config import (
+from meshsim.core.errors import ConfigError
+from meshsim.core.status import StatusCode
+from meshsim.live.config import (
     Cluster,
     DnsDiscovery,
     FileDiscovery,
@@ -18,8 +20,6 @@ from meshsim.core.live_config import (
     ProxyConfig,
     load_live_config,
 )
-from meshsim.core.scenario import ScenarioError
-from meshsim.core.status import StatusCode
 from meshsim.live.proxy import grpc_options
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import serve_replicas, start_proxy, stop
@@ -274,7 +274,7 @@ discovery = { srv = "_grpc._tcp.orders.internal", nameservers = ["10.0.0.2", "12
 )
 def test_a_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = write(tmp_path, name, text)
-    with pytest.raises(ScenarioError) as error:
+    with pytest.raises(ConfigError) as error:
         load_live_config(path)
     assert str(error.value).startswith(f"{path}: ")
     assert message in str(error.value)

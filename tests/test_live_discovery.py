@@ -15,8 +15,8 @@ import trio
 from meshsim import live
 from meshsim.core.events import DiscoveryFailed, MembershipChanged
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Cluster, Discovery, DnsDiscovery, FileDiscovery, ProxyConfig
 from meshsim.live import bridge
+from meshsim.live.config import Cluster, Discovery, DnsDiscovery, FileDiscovery, ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME, ServerFaults

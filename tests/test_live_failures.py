@@ -20,12 +20,12 @@ import trio
 from meshsim import live
 from meshsim.core.events import AttemptFinished, HealthChanged, RequestFinished
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Keepalive, ProxyConfig
 from meshsim.core.outlier import ConsecutiveFailuresConfig, OutlierConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.config import Keepalive, ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc

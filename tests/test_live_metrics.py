@@ -12,10 +12,10 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshsim import live
+from meshsim.core.errors import ConfigError, StartupError
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import ProxyConfig, load_live_config
-from meshsim.core.scenario import ScenarioError
 from meshsim.live import bridge
+from meshsim.live.config import ProxyConfig, load_live_config
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME
@@ -92,7 +92,7 @@ def test_metrics_config_in_both_layouts(tmp_path: Path) -> None:
     yaml.write_text("services:\n  - port: 50051\nmetrics: {}\n", encoding="utf-8")
     assert load_live_config(yaml).metrics_listen == "127.0.0.1:9090"
     toml.write_text('[proxy]\nendpoints = ["127.0.0.1:1"]\n[metrics]\nlisten = "nine"\n', encoding="utf-8")
-    with pytest.raises(ScenarioError, match=r'metrics\.listen: expected "host:port"'):
+    with pytest.raises(ConfigError, match=r'metrics\.listen: expected "host:port"'):
         load_live_config(toml)
 
 
@@ -103,7 +103,7 @@ def test_a_busy_metrics_port_is_a_clear_error() -> None:
             busy.listen()
             port = busy.getsockname()[1]
             config = ProxyConfig.for_service(SERVICE_NAME, ("127.0.0.1:1",), metrics_listen=f"127.0.0.1:{port}")
-            with pytest.raises(ValueError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            with pytest.raises(StartupError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
                 async with Proxy(config):
                     pass
 

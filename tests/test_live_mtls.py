@@ -22,8 +22,8 @@ from cryptography import x509
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Cluster, MtlsConfig, ProxyConfig
 from meshsim.live import bridge
+from meshsim.live.config import Cluster, MtlsConfig, ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME

@@ -16,11 +16,11 @@ from meshsim import live
 from meshsim.core.breaker import BreakerConfig
 from meshsim.core.events import AttemptFinished, BreakerChanged, RequestFinished
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME

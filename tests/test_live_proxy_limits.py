@@ -25,8 +25,8 @@ import trio
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import ProxyConfig
 from meshsim.live import bridge
+from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME, ServerFaults

@@ -20,8 +20,8 @@ from grpc_reflection.v1alpha import reflection
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.live import bridge
+from meshsim.live.config import Cluster, ProxyConfig
 from meshsim.live.proxy import Proxy
 from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live.servicer import SERVICE_NAME

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
+from meshsim.core.errors import ConfigError, MeshsimError
 from meshsim.core.scenario import ScenarioError
 from meshsim.core.scenario_loader import load_scenario
 from tests.conftest import ROOT, SCENARIOS
@@ -42,6 +43,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_scenario(str(path))
     assert str(caught.value) == f"{path}: no such file"
     assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, ConfigError) and isinstance(caught.value, MeshsimError)
 
 
 def test_a_directory_cannot_be_read(tmp_path: Path) -> None:

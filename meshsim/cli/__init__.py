@@ -13,9 +13,22 @@ from meshsim.cli.run import run
 from meshsim.cli.serve import serve
 from meshsim.cli.top import top
 from meshsim.cli.validate import validate
+from meshsim.core.errors import ConfigError, StartupError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Meshsim(click.Group):
+    """The root group: meshsim's own errors become one line and their exit code here, once, rather
+    than in each command (which catches only to add what it alone knows)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StartupError) as error:
+            app = ctx.obj if isinstance(ctx.obj, Application) else Application()
+            app.abort(str(error), 2)
+
+
+@click.group(cls=_Meshsim, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshsim")
 @click.pass_context
 def main(ctx: click.Context) -> None:

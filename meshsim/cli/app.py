@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
@@ -19,6 +20,12 @@ class Application:
     def display_error(self, message: str) -> None:
         # Messages quote user input, which must never be read as markup.
         self.errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+    def abort(self, message: str, code: int = 2) -> NoReturn:
+        """The one way a command gives up: one line on stderr, and the exit code (2: bad input or a
+        start-up that failed; 3: meshsim itself failed)."""
+        self.display_error(message)
+        raise SystemExit(code)
 
     def display_success(self, message: str) -> None:
         self.console.print(f"[bold green]{escape(message)}[/]", soft_wrap=True)

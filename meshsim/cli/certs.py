@@ -66,17 +66,12 @@ def init(
     Private keys (*-key.pem) are written with mode 0600; never commit them.
     """
     from meshsim.tls.authority import ExistingFile, init_directory
-    from meshsim.tls.material import TlsError
 
     spec = key_spec(key_type, rsa_bits)
     try:
         issuance = init_directory(directory, key_spec=spec, days=days, hosts=hosts, overwrite=force)
     except ExistingFile as error:
-        app.display_error(f"{error}; --force replaces it")
-        raise SystemExit(2) from None
-    except TlsError as error:
-        app.display_error(str(error))
-        raise SystemExit(2) from None
+        app.abort(f"{error}; --force replaces it")
     report(issuance)
 
 
@@ -97,17 +92,11 @@ def rotate(
     step (a key before its certificate), so a process watching them never reads half a file.
     """
     from meshsim.tls.authority import rotate_directory
-    from meshsim.tls.material import TlsError
 
     if key_type is None and rsa_bits is not None:
         raise click.BadParameter("needs --key-type rsa", param_hint="--rsa-bits")
     spec = None if key_type is None else key_spec(key_type, rsa_bits)
-    try:
-        issuance = rotate_directory(directory, key_spec=spec, days=days, hosts=hosts)
-    except TlsError as error:
-        app.display_error(str(error))
-        raise SystemExit(2) from None
-    report(issuance)
+    report(rotate_directory(directory, key_spec=spec, days=days, hosts=hosts))
 
 
 def key_spec(key_type: str, rsa_bits: str | None) -> KeySpec:

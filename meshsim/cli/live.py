@@ -18,17 +18,13 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
     import attrs
     import trio
 
-    from meshsim.core.live_config import is_address, load_live_config
-    from meshsim.core.scenario import ScenarioError
+    from meshsim.core.addresses import is_address
+    from meshsim.core.errors import ConfigError, StartupError
     from meshsim.live import run
+    from meshsim.live.config import load_live_config
     from meshsim.live.proxy import Proxy
-    from meshsim.tls.material import TlsError
 
-    try:
-        config = load_live_config(config_path)
-    except ScenarioError as error:
-        app.display_error(str(error))
-        raise SystemExit(2) from None
+    config = load_live_config(config_path)
     if listen is not None:
         if not is_address(listen):
             raise click.BadParameter(f'expected "host:port", got {listen!r}', param_hint="--listen")
@@ -47,7 +43,6 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
 
     try:
         run(main)
-    except (ValueError, TlsError) as error:
-        app.display_error(f"{config_path}: {error}")
-        raise SystemExit(2) from None
+    except (ConfigError, StartupError) as error:
+        app.abort(f"{config_path}: {error}")  # which config the proxy could not start from
     click.echo("stopped")

@@ -31,15 +31,10 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
     from meshsim.cli.progress import VirtualTimeProgress
     from meshsim.cli.render import render_report
     from meshsim.core import cost
-    from meshsim.core.scenario import ScenarioError
     from meshsim.core.scenario_loader import load_scenario
     from meshsim.sim.runner import run_scenario
 
-    try:
-        scenario = load_scenario(scenario_path)
-    except ScenarioError as error:
-        app.display_error(str(error))
-        raise SystemExit(2) from None
+    scenario = load_scenario(scenario_path)
     if seed is not None:
         scenario = scenario.with_seed(seed)
 
@@ -53,11 +48,11 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
     except Exception as error:
         # Not the file's fault and not a failed assertion: a bug in meshsim, told apart by its code.
         cause = _innermost(error)
-        app.display_error(
+        app.abort(
             f"{scenario_path}: the simulator failed (seed {scenario.seed}): {type(cause).__name__}: {cause}; "
-            "this is a bug in meshsim, please report it with the scenario file"
+            "this is a bug in meshsim, please report it with the scenario file",
+            3,
         )
-        raise SystemExit(3) from None
     finally:
         if progress is not None:
             progress.close()
@@ -69,8 +64,7 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
         try:
             Path(json_path).write_text(report.to_json(), encoding="utf-8")
         except OSError as error:
-            app.display_error(f"{json_path}: cannot write the JSON report: {error.strerror or error}")
-            raise SystemExit(2) from None
+            app.abort(f"{json_path}: cannot write the JSON report: {error.strerror or error}")
 
     show = app.console if json_path != "-" else app.errors
     if not quiet:

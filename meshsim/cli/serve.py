@@ -60,7 +60,7 @@ def serve(
 
     from meshsim.core.status import StatusCode
     from meshsim.core.units import parse_duration
-    from meshsim.live.server import Replica, ServeConfig, ServeError
+    from meshsim.live.server import Replica, ServeConfig
     from meshsim.live.server import serve as run_replicas
     from meshsim.live.servicer import ServerFaults
 
@@ -109,18 +109,19 @@ def serve(
     def announce_metrics(address: str) -> None:
         click.echo(f"metrics on http://{address}/metrics")
 
-    try:
-        asyncio.run(run_replicas(config, announce, announce_metrics))
-    except ServeError as error:
-        app.display_error(str(error))
-        raise SystemExit(2) from None
+    asyncio.run(run_replicas(config, announce, announce_metrics))
     click.echo("stopped")
 
 
 def _metrics_address(value: str | None) -> str | None:
     if value is None:
         return None
-    host, _, port = value.rpartition(":")
-    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint="--metrics")
-    return f"{host or '127.0.0.1'}:{port}"
+    from meshsim.core.addresses import split_host_port
+
+    # ":9090" is the seed's way of saying port 9090 on this machine.
+    written = f"127.0.0.1{value}" if value.startswith(":") else value
+    try:
+        host, port = split_host_port(written)
+    except ValueError:
+        raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint="--metrics") from None
+    return f"{host}:{port}"

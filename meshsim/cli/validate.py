@@ -15,13 +15,13 @@ from meshsim.cli.app import Application
 def validate(app: Application, files: tuple[str, ...]) -> None:
     """Check scenario FILES and proxy configs (TOML or YAML): exit 0 when all are valid, 2 naming
     the first bad key of each bad one otherwise."""
-    from meshsim.core.scenario import ScenarioError
+    from meshsim.core.errors import ConfigError
 
     failed = False
     for path in files:
         try:
             summary = _proxy_summary(path) if _is_proxy_config(Path(path)) else _scenario_summary(path)
-        except ScenarioError as error:
+        except ConfigError as error:
             app.display_error(str(error))
             failed = True
             continue
@@ -36,12 +36,12 @@ def _is_proxy_config(path: Path) -> bool:
     to report."""
     if path.suffix in (".yaml", ".yml"):
         return True
-    from meshsim.core.scenario import ScenarioError
-    from meshsim.core.scenario_loader import read_text, toml_table
+    from meshsim.core.config import read_text, toml_table
+    from meshsim.core.errors import ConfigError
 
     try:
         top = toml_table(path, read_text(path))
-    except ScenarioError:
+    except ConfigError:
         return False
     return "proxy" in top.data and "schema" not in top.data
 
@@ -60,7 +60,7 @@ def _scenario_summary(path: str) -> str:
 
 
 def _proxy_summary(path: str) -> str:
-    from meshsim.core.live_config import load_live_config
+    from meshsim.live.config import load_live_config
 
     config = load_live_config(path)
     services = ", ".join(cluster.service for cluster in config.clusters)

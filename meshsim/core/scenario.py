@@ -9,6 +9,7 @@ import attrs
 
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import Distribution
+from meshsim.core.errors import ConfigError
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
@@ -18,7 +19,7 @@ from meshsim.core.status import HealthStatus, StatusCode
 SCHEMA = "meshsim/v1"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigError):
     """A scenario file is invalid; the message names the file and the key path."""
 
 

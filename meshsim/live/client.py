@@ -25,14 +25,15 @@ import grpc
 import trio
 
 from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.errors import ConfigError, MeshsimError
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Discovery
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
+from meshsim.live.config import Discovery
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
 from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
@@ -49,7 +50,7 @@ from meshsim.tls.material import TlsFiles
 WARM_UP = 2.0
 
 
-class RpcError(Exception):
+class RpcError(MeshsimError):
     """A call ended with a status other than OK."""
 
     def __init__(self, status: StatusCode, details: str = "") -> None:
@@ -90,7 +91,7 @@ class GrpcClient:
         have `rotation_drain` seconds to finish. `discovery`: where to find the endpoints
         (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
         if not endpoints and discovery is None:
-            raise ValueError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
+            raise ConfigError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
         self.discovery = discovery
         self.service_name = service_name
         self.endpoints = tuple(endpoints)

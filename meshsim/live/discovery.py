@@ -15,7 +15,8 @@ import dns.nameserver
 import dns.resolver
 import trio
 
-from meshsim.core.live_config import Discovery, DnsDiscovery, FileDiscovery, join_host_port
+from meshsim.core.addresses import is_address, join_host_port
+from meshsim.live.config import Discovery, DnsDiscovery, FileDiscovery
 from meshsim.runtime.membership import Resolver
 
 
@@ -95,8 +96,7 @@ class FileResolver:
             entry = line.split("#", 1)[0].strip()
             if not entry:
                 continue
-            host, _, port = entry.rpartition(":")
-            if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            if not is_address(entry):
                 raise ValueError(f"{self.path}:{number}: expected host:port, got {entry!r}")
             found.append(entry)
         return tuple(found)

@@ -28,14 +28,16 @@ import grpc
 import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from meshsim.core.addresses import join_host_port, split_host_port
 from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.errors import StartupError
 from meshsim.core.events import HealthChanged, MembershipChanged, RequestFinished
-from meshsim.core.live_config import Cluster, ProxyConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
 from meshsim.live.bridge import HostHome
+from meshsim.live.config import Cluster, ProxyConfig, ProxyConfigError
 from meshsim.live.metrics import MeshMetrics
 from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
@@ -112,7 +114,7 @@ class Proxy:
 
     def __init__(self, config: ProxyConfig, observer: Observer | None = None) -> None:
         if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
-            raise ValueError("the proxy needs replica endpoints or a way to discover them")
+            raise ProxyConfigError("the proxy needs replica endpoints or a way to discover them")
         self.config = config
         self.observer = observer or Observer()
         self.address = ""
@@ -136,7 +138,7 @@ class Proxy:
         certificates = None
         if cluster.tls:
             if config.mtls is None:
-                raise ValueError(f"{cluster.label}: TLS to the replicas needs the mtls files")
+                raise ProxyConfigError(f"{cluster.label}: TLS to the replicas needs the mtls files")
             mtls = config.mtls
             certificates = ClientCertificates(TlsFiles(mtls.ca, mtls.client_cert, mtls.client_key), mtls.drain)
         return Upstream(
@@ -176,9 +178,8 @@ class Proxy:
         except RuntimeError:
             port = 0
         if port == 0:
-            raise ValueError(f"the proxy cannot listen on {config.listen}")
-        host = config.listen.rsplit(":", 1)[0]
-        self.address = f"{host}:{port}"
+            raise StartupError(f"the proxy cannot listen on {config.listen}")
+        self.address = join_host_port(split_host_port(config.listen)[0], port)
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         self._by_service = {u.service: u for u in self._upstreams}
         self.reflection = reflection.MergedReflection(
@@ -209,7 +210,7 @@ class Proxy:
             try:
                 self.metrics_address = await nursery.start(self.metrics.serve, config.metrics_listen)
             except OSError as error:
-                raise ValueError(
+                raise StartupError(
                     f"the proxy cannot serve metrics on {config.metrics_listen}: {error.strerror}"
                 ) from None
         self.observer.subscribe(HealthChanged, self._health_changed)

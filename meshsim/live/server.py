@@ -18,6 +18,7 @@ import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshsim.core.errors import StartupError
 from meshsim.live.metrics import http_config
 from meshsim.live.security import ServerCertificates
 from meshsim.live.server_metrics import ServerMetrics
@@ -26,7 +27,7 @@ from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
 
 
-class ServeError(Exception):
+class ServeError(StartupError):
     """A replica could not start (the message names the address and why)."""
 
 

@@ -24,10 +24,10 @@ import attrs
 import grpc
 
 from meshsim.core.events import RequestFinished
-from meshsim.core.live_config import RETRY_BUFFER_BYTES
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
+from meshsim.live.config import RETRY_BUFFER_BYTES
 from meshsim.live.transport import pushback_in, status_of
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.transport import OnDone

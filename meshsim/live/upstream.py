@@ -15,11 +15,11 @@ import trio
 
 from meshsim.core.endpoint import Endpoint
 from meshsim.core.health import HealthConfig
-from meshsim.core.live_config import Discovery
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.live.bridge import HostHome
+from meshsim.live.config import Discovery
 from meshsim.live.discovery import resolver_for
 from meshsim.live.security import CertificateWatcher, ClientCertificates
 from meshsim.live.transport import LiveTransport

@@ -9,6 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import trio
 
+from meshsim.core.errors import MeshsimError
 from meshsim.runtime.observer import Observer
 
 M = TypeVar("M")
@@ -62,7 +63,7 @@ class ActorRestarted:
     restarts: int
 
 
-class ActorFailed(Exception):
+class ActorFailed(MeshsimError):
     """An actor crashed more often than its policy allows; the run fails with this."""
 
     def __init__(self, actor: str, restarts: int, error: BaseException) -> None:

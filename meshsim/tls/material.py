@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
+from meshsim.core.errors import ConfigError
+
 Role = Literal["server", "client"]
 
 CA_CERT = "ca.pem"
@@ -43,7 +45,7 @@ _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKey
 _PEM_LABEL = re.compile(rb"^-----BEGIN ([A-Z0-9 ]+)-----\s*$", re.MULTILINE)
 
 
-class TlsError(Exception):
+class TlsError(ConfigError):
     """A certificate or key file cannot be used (the message names the file and why)."""
 
 

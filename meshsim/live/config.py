@@ -21,32 +21,27 @@ docs/live.md. Either way an unknown key is an error naming it, never ignored.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
 
+from meshsim.core.addresses import is_address, is_ipv6, join_host_port
 from meshsim.core.breaker import ConcurrencyLimit
+from meshsim.core.config import Table, check_depth, optional_table, read_text, shown, toml_table
+from meshsim.core.errors import ConfigError
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.policies import CallPolicies
-from meshsim.core.scenario import ScenarioError
-from meshsim.core.scenario_loader import (
-    Table,
-    check_depth,
-    optional_table,
+from meshsim.core.policy_config import (
     read_balancer,
     read_health,
     read_outlier,
     read_policies,
     read_preset,
     read_retry,
-    read_text,
-    shown,
-    toml_table,
 )
 
 DEMO_SERVICE = "mesh.v1.MeshService"
@@ -169,12 +164,16 @@ class ProxyConfig:
         return cls(clusters=(Cluster(service, tuple(endpoints)),), **options)
 
 
+class ProxyConfigError(ConfigError):
+    """A proxy config is invalid; the message names the file and the key path."""
+
+
 def load_live_config(path: str | Path) -> ProxyConfig:
     path = Path(path)
-    text = read_text(path)
+    text = read_text(path, ProxyConfigError)
     if path.suffix in (".yaml", ".yml"):
         return _from_yaml(path, text)
-    return _from_toml(toml_table(path, text))
+    return _from_toml(toml_table(path, text, ProxyConfigError))
 
 
 # --- TOML ----------------------------------------------------------------------------
@@ -286,15 +285,15 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or error
-        raise ScenarioError(f"{path}: not valid YAML{where}: {problem}") from None
+        raise ProxyConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     except ValueError:  # Python's limit on the digits of an integer
-        raise ScenarioError(f"{path}: not valid YAML: a number with thousands of digits") from None
+        raise ProxyConfigError(f"{path}: not valid YAML: a number with thousands of digits") from None
     except RecursionError:
-        raise ScenarioError(f"{path}: mappings or lists nested too deeply") from None
+        raise ProxyConfigError(f"{path}: mappings or lists nested too deeply") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    check_depth(path, data)
-    top = Table(path, data)
+        raise ProxyConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    check_depth(path, data, ProxyConfigError)
+    top = Table(path, data, error=ProxyConfigError)
     clusters = []
     for table in top.tables("services"):
         host = table.string("host", "127.0.0.1")
@@ -422,22 +421,6 @@ def _address(table: Table, key: str, default: str) -> str:
     return value
 
 
-def is_address(value: object) -> bool:
-    """Whether `value` is "host:port" with a host and an ASCII port number (gRPC takes "localhost"
-    alone as port 443, which nobody means)."""
-    if not isinstance(value, str):
-        return False
-    host, _, port = value.rpartition(":")
-    return bool(host) and port.isascii() and port.isdigit() and int(port) <= 65535
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text.strip("[]")).version == 6
-    except ValueError:
-        return False
-
-
 def _endpoints(table: Table, key: str, required: bool = True) -> tuple[str, ...]:
     raw = table.raw(key) if required else table.raw(key, [])
     if not required and raw == []:
@@ -470,7 +453,7 @@ def _discovery(parent: Table) -> Discovery | None:
         srv = kinds[0] == "srv"
         nameservers = table.raw("nameservers", [])
         if not isinstance(nameservers, list) or not all(
-            isinstance(n, str) and (is_address(n) or (n and ":" not in n) or _is_ipv6(n)) for n in nameservers
+            isinstance(n, str) and (is_address(n) or (n and ":" not in n) or is_ipv6(n)) for n in nameservers
         ):
             table.fail("nameservers", f'expected an array of "host" or "host:port" strings, got {shown(nameservers)}')
         if srv and not nameservers:
@@ -484,15 +467,6 @@ def _discovery(parent: Table) -> Discovery | None:
         )
     table.done()
     return discovery
-
-
-def join_host_port(host: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]:{port}"
-    except ValueError:
-        pass
-    return f"{host}:{port}"
 
 
 def _unique_services(table: Table, clusters: list[Cluster], key: str = "cluster") -> None:
