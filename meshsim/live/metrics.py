@@ -26,8 +26,8 @@ import trio
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from meshsim.core.addresses import join_host_port
 from meshsim.core.events import RequestFinished
-from meshsim.core.live_config import join_host_port
 from meshsim.core.metric_names import (
     ACTIVE_CONNECTIONS,
     CLIENT,
