@@ -16,6 +16,17 @@ class Pattern(enum.Enum):
     BIDI = "bidi"
 
 
+# The service the simulator simulates, and the demo replicas serve: one method per pattern.
+MESH_SERVICE = "mesh.v1.MeshService"
+METHOD_OF_PATTERN = {
+    Pattern.UNARY: "Process",
+    Pattern.SERVER_STREAM: "StreamEvents",
+    Pattern.CLIENT_STREAM: "CollectMetrics",
+    Pattern.BIDI: "Chat",
+}
+MESH_METHODS = tuple(METHOD_OF_PATTERN.values())
+
+
 @attrs.frozen
 class CallSpec:
     """One call a client makes: what it sends, where, and how long it may take.

@@ -206,7 +206,9 @@ class Table:
                 self.fail(f"{key}[{index}]", f'expected a gRPC status code like "UNAVAILABLE", got {shown(item)}')
         return frozenset(codes)
 
-    def names(self, key: str, options: tuple[str, ...] | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    def names(
+        self, key: str, options: tuple[str, ...] | None, default: tuple[str, ...] | None
+    ) -> tuple[str, ...] | None:
         """A non-empty array of names, each one of `options` (any non-empty string if None)."""
         value = self.raw(key, None)
         if value is None:

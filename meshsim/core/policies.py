@@ -5,10 +5,8 @@ from __future__ import annotations
 import attrs
 
 from meshsim.core.breaker import BreakerConfig, ConcurrencyLimit
-from meshsim.core.calls import Pattern
-from meshsim.core.retry import METHODS, BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
-
-METHOD_OF_PATTERN = dict(zip(Pattern, METHODS, strict=True))
+from meshsim.core.calls import METHOD_OF_PATTERN, Pattern
+from meshsim.core.retry import BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
 
 
 @attrs.frozen
@@ -21,15 +19,13 @@ class CallPolicies:
     service_breaker: BreakerConfig | None = None
     limits: ConcurrencyLimit | None = None
 
-    def retry_for(self, pattern: Pattern) -> RetryPolicy | None:
-        retry = self.retry
-        return retry if retry is not None and METHOD_OF_PATTERN[pattern] in retry.methods else None
-
-    def hedging_for(self, pattern: Pattern) -> HedgingPolicy | None:
-        hedging = self.hedging
-        return hedging if hedging is not None and METHOD_OF_PATTERN[pattern] in hedging.methods else None
+    def for_method(self, method: str) -> tuple[RetryPolicy | None, HedgingPolicy | None]:
+        """The retry or the hedging policy a call of `method` runs under (A6: never both)."""
+        retry = self.retry if self.retry is not None and self.retry.covers(method) else None
+        if retry is not None:
+            return retry, None
+        return None, self.hedging if self.hedging is not None and self.hedging.covers(method) else None
 
     def for_pattern(self, pattern: Pattern) -> tuple[RetryPolicy | None, HedgingPolicy | None]:
-        """The retry or the hedging policy a call of `pattern` runs under (A6: never both)."""
-        retry = self.retry_for(pattern)
-        return retry, None if retry is not None else self.hedging_for(pattern)
+        """The policy of a simulated call of `pattern`: the simulated service's method for it."""
+        return self.for_method(METHOD_OF_PATTERN[pattern])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from meshsim.core.breaker import BreakerConfig, ConcurrencyLimit
+from meshsim.core.calls import MESH_METHODS
 from meshsim.core.config import MAX_RING_SIZE, MIN_INTERVAL, Table, optional_table, shown
 from meshsim.core.ewma import PeakEwmaConfig
 from meshsim.core.health import HealthConfig
@@ -23,7 +24,7 @@ from meshsim.core.outlier import (
 from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.presets import DEFAULT, EJECTION_CAPS, PRESETS, Preset
-from meshsim.core.retry import METHODS, BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
+from meshsim.core.retry import BudgetConfig, HedgingPolicy, RetryPolicy, ThrottleConfig
 from meshsim.core.status import SERVER_FAILURES, StatusCode
 
 
@@ -125,7 +126,7 @@ def read_outlier(table: Table | None, preset: Preset = DEFAULT) -> OutlierConfig
     return config
 
 
-def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS, preset: Preset = DEFAULT) -> CallPolicies:
+def read_policies(top: Table, methods: tuple[str, ...] | None = MESH_METHODS, preset: Preset = DEFAULT) -> CallPolicies:
     """The call policy tables of `top`; `methods` are the names a policy may list (None: any name,
     for a proxy that serves methods meshsim has never heard of)."""
     retry = None
@@ -139,14 +140,15 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS, preset:
             max_attempts=hedging_table.integer("max_attempts", 2, minimum=2, maximum=100),
             hedging_delay=hedging_table.duration("hedging_delay", 0.05),
             non_fatal_status_codes=hedging_table.statuses("non_fatal_status_codes", frozenset()),
-            methods=hedging_table.names("methods", methods, METHODS),
+            methods=hedging_table.names("methods", methods, None),
         )
         if retry is not None:
-            both = [m for m in hedging.methods if m in retry.methods]
+            both = _overlap(retry.methods, hedging.methods, methods)
             if both:
+                what = "every method" if both == _EVERY else f"method {shown(both)}"
                 hedging_table.fail(
                     "methods",
-                    f"method {shown(both[0])} has a retry policy too; a method has retry or hedging, not both "
+                    f"{what} has a retry policy too; a method has retry or hedging, not both "
                     "(give each a `methods` list)",
                 )
         hedging_table.done()
@@ -200,7 +202,19 @@ def read_policies(top: Table, methods: tuple[str, ...] | None = METHODS, preset:
     )
 
 
-def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS, preset: Preset = DEFAULT) -> RetryPolicy:
+_EVERY = "*"
+
+
+def _overlap(first: tuple[str, ...] | None, second: tuple[str, ...] | None, universe: tuple[str, ...] | None) -> str:
+    """A method both lists cover (None: every method, out of `universe` when it is known), or ""."""
+    if first is None and second is None:
+        return universe[0] if universe else _EVERY
+    if first is None or second is None:
+        return (second or first or ("",))[0]
+    return next((m for m in second if m in first), "")
+
+
+def read_retry(table: Table, methods: tuple[str, ...] | None = MESH_METHODS, preset: Preset = DEFAULT) -> RetryPolicy:
     initial = table.duration("initial_backoff", 0.1, positive=True)
     policy = RetryPolicy(
         max_attempts=table.integer("max_attempts", 3, minimum=2, maximum=100),
@@ -210,7 +224,7 @@ def read_retry(table: Table, methods: tuple[str, ...] | None = METHODS, preset: 
         jitter=table.number("jitter", 1.0, minimum=0.0, maximum=1.0),
         retryable_status_codes=table.statuses("retryable_status_codes", frozenset({StatusCode.UNAVAILABLE})),
         per_attempt_timeout=table.duration("per_attempt_timeout", None, positive=True),
-        methods=table.names("methods", methods, METHODS),
+        methods=table.names("methods", methods, None),
         previous_hosts=table.boolean("previous_hosts", preset.previous_hosts),
     )
     if policy.max_backoff < policy.initial_backoff:

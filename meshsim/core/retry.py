@@ -12,11 +12,14 @@ import attrs
 
 from meshsim.core.status import StatusCode
 
-# The simulated service is mesh.v1.MeshService: one method per call pattern.
-METHODS = ("Process", "StreamEvents", "CollectMetrics", "Chat")
-
 # A6 caps maxAttempts at 5; larger configured values are treated as 5.
 MAX_ATTEMPTS_CAP = 5
+
+
+def covers(methods: tuple[str, ...] | None, method: str) -> bool:
+    """Whether a policy naming `methods` (None: every method) covers `method`, a short name or a
+    full path "/package.Service/Method"."""
+    return methods is None or method in methods or method.rsplit("/", 1)[-1] in methods
 
 
 @attrs.frozen
@@ -37,7 +40,8 @@ class RetryPolicy:
     jitter: float = 1.0
     retryable_status_codes: frozenset[StatusCode] = frozenset({StatusCode.UNAVAILABLE})
     per_attempt_timeout: float | None = None
-    methods: tuple[str, ...] = METHODS
+    # The methods it covers, by short name ("Process") or full path ("/pkg.Svc/Process"); None: all.
+    methods: tuple[str, ...] | None = None
     # A retry goes to a replica not tried yet where one is usable (Envoy's previous_hosts retry
     # predicate); off, a retry is picked like any call, as gRPC does (ring hash: the same replica).
     previous_hosts: bool = False
@@ -45,6 +49,9 @@ class RetryPolicy:
     @property
     def attempts(self) -> int:
         return min(self.max_attempts, MAX_ATTEMPTS_CAP)
+
+    def covers(self, method: str) -> bool:
+        return covers(self.methods, method)
 
     def backoff(self, step: int, rng: random.Random) -> float:
         """The wait before retry number `step` counted since the last pushback (1 = the first).
@@ -74,7 +81,10 @@ class HedgingPolicy:
     max_attempts: int = 2
     hedging_delay: float = 0.05
     non_fatal_status_codes: frozenset[StatusCode] = frozenset()
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] | None = None  # as RetryPolicy.methods
+
+    def covers(self, method: str) -> bool:
+        return covers(self.methods, method)
 
     @property
     def attempts(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import trio
 
-from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.calls import MESH_SERVICE, CallSpec, Pattern
 from meshsim.core.errors import ConfigError, MeshsimError
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
@@ -35,7 +35,6 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.config import Discovery
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
 from meshsim.live.upstream import Upstream
@@ -70,7 +69,7 @@ _MESH_TYPES: dict[str, tuple[Any, Any]] = {
 class GrpcClient:
     def __init__(
         self,
-        service_name: str = SERVICE_NAME,
+        service_name: str = MESH_SERVICE,
         endpoints: Sequence[str] = (),
         *,
         policy: str | BalancerConfig = "round_robin",
@@ -184,7 +183,7 @@ class GrpcClient:
     ) -> Any:
         """Call `method` (a name of this service, or a full /package.Service/Method path)."""
         path = method if method.startswith("/") else f"/{self.service_name}/{method}"
-        types = _MESH_TYPES.get(method) if self.service_name == SERVICE_NAME else None
+        types = _MESH_TYPES.get(method) if self.service_name == MESH_SERVICE else None
         invocation = UnaryInvocation(
             path=path,
             request=request,
@@ -267,7 +266,7 @@ class _MeshStream:
     def __init__(self, client: GrpcClient, method: str, pattern: Pattern, timeout: float | None, metadata: Metadata):
         self.client = client
         self.requests = RequestReplay(size=_size)
-        types = _MESH_TYPES.get(method) if client.service_name == SERVICE_NAME else None
+        types = _MESH_TYPES.get(method) if client.service_name == MESH_SERVICE else None
         self.invocation = StreamInvocation(
             f"/{client.service_name}/{method}",
             self.requests,

@@ -29,6 +29,7 @@ import yaml
 
 from meshsim.core.addresses import is_address, is_ipv6, join_host_port
 from meshsim.core.breaker import ConcurrencyLimit
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.config import Table, check_depth, optional_table, read_text, shown, toml_table
 from meshsim.core.errors import ConfigError
 from meshsim.core.health import HealthConfig
@@ -44,7 +45,6 @@ from meshsim.core.policy_config import (
     read_retry,
 )
 
-DEMO_SERVICE = "mesh.v1.MeshService"
 # gRPC's default per-call retry buffer (grpc.per_rpc_retry_buffer_size).
 RETRY_BUFFER_BYTES = 256 * 1024
 
@@ -204,7 +204,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         discovery = _discovery(proxy)
         clusters.append(
             Cluster(
-                proxy.string("service", DEMO_SERVICE),
+                proxy.string("service", MESH_SERVICE),
                 _endpoints(proxy, "endpoints", required=discovery is None),
                 discovery=discovery,
             )
@@ -311,7 +311,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
             endpoints = tuple(join_host_port(host, port + n) for n in range(replicas))
         clusters.append(
             Cluster(
-                service=table.string("grpc_service", DEMO_SERVICE),
+                service=table.string("grpc_service", MESH_SERVICE),
                 endpoints=endpoints,
                 name=table.string("name", ""),
                 tls=table.boolean("use_tls", False),

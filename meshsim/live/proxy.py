@@ -33,7 +33,6 @@ from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.errors import StartupError
 from meshsim.core.events import HealthChanged, MembershipChanged, RequestFinished
 from meshsim.core.policies import CallPolicies
-from meshsim.core.retry import METHODS
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
 from meshsim.live.bridge import HostHome
@@ -384,18 +383,11 @@ class Proxy:
         name or full path; one that names none covers every method (the proxy knows no .proto)."""
         policies = self._policies.get(method)
         if policies is None:
-            short = method.rsplit("/", 1)[-1]
-            configured = self.config.policies
-
-            def covers(methods: tuple[str, ...]) -> bool:
-                return methods == METHODS or short in methods or method in methods
-
-            retry, hedging = configured.retry, configured.hedging
+            retry, hedging = self.config.policies.for_method(method)
+            # Settled for this method: whatever pattern the call is forwarded as, these apply.
             policies = CallPolicies(
-                retry=attrs.evolve(retry, methods=METHODS) if retry is not None and covers(retry.methods) else None,
-                hedging=(
-                    attrs.evolve(hedging, methods=METHODS) if hedging is not None and covers(hedging.methods) else None
-                ),
+                retry=None if retry is None else attrs.evolve(retry, methods=None),
+                hedging=None if hedging is None else attrs.evolve(hedging, methods=None),
             )
             if len(self._policies) >= _POLICY_CACHE_SIZE:
                 self._policies.clear()

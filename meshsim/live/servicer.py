@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import attrs
 import grpc
 
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.status import StatusCode
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
-SERVICE_NAME = "mesh.v1.MeshService"
+SERVICE_NAME = MESH_SERVICE
 
 
 @attrs.define
