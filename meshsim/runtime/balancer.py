@@ -13,7 +13,7 @@ from meshsim.core.events import EndpointEjected, EndpointReturned, HealthChanged
 from meshsim.core.ewma import PeakEwma
 from meshsim.core.health import HealthConfig, HealthTracker
 from meshsim.core.outlier import Ejection, OutlierConfig, OutlierDetector
-from meshsim.core.pickers import BalancerConfig, Picker, build_picker
+from meshsim.core.pickers import REGISTERED, BalancerConfig, Picker, build_picker
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.actor import Mailbox
 from meshsim.runtime.observer import Observer
@@ -98,7 +98,9 @@ class Balancer:
         self.now = now
         self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
         self.panic = False
-        if config.policy == "peak_ewma":
+        # A policy that reads latency estimates gets them kept for every endpoint.
+        self._keeps_latency = REGISTERED[config.policy].latency
+        if self._keeps_latency:
             start = now()
             for endpoint in self.endpoints:
                 endpoint.latency = PeakEwma(config.ewma, start)
@@ -204,7 +206,7 @@ class Balancer:
         for name in added:
             endpoint = Endpoint(name, index=self._next_index)
             self._next_index += 1
-            if self.config.policy == "peak_ewma":
+            if self._keeps_latency:
                 endpoint.latency = PeakEwma(self.config.ewma, start)
             endpoint.healthy = self._start_healthy
             kept[name] = endpoint
