@@ -11,7 +11,13 @@ import trio.testing
 
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.distributions import Constant
-from meshsim.core.scenario import FaultAction, FaultConfig, ServiceConfig
+from meshsim.core.faults import Effect
+from meshsim.core.faults.blackhole import Blackhole
+from meshsim.core.faults.errors import Errors
+from meshsim.core.faults.health import Health
+from meshsim.core.faults.kill import Kill
+from meshsim.core.faults.latency import Latency
+from meshsim.core.scenario import FaultConfig, ServiceConfig
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import TimerQueue
 from meshsim.sim.replica import SimReplica
@@ -26,8 +32,10 @@ def service(**changes: object) -> ServiceConfig:
     return attrs.evolve(base, **changes)
 
 
-def fault(action: FaultAction, **changes: object) -> FaultConfig:
-    return attrs.evolve(FaultConfig(index=0, at=0.0, duration=None, action=action, target="api/0"), **changes)
+def fault(effect: Effect) -> FaultConfig:
+    return FaultConfig(
+        index=0, at=0.0, duration=None, action=type(effect).__name__.lower(), target="api/0", effect=effect
+    )
 
 
 def simulate(
@@ -105,7 +113,7 @@ def test_streams_take_a_message_latency_per_message() -> None:
 
 
 def test_kill_fails_everything_held_and_refuses_new_calls_until_restart() -> None:
-    kill = fault(FaultAction.KILL)
+    kill = fault(Kill())
 
     async def script(replica: SimReplica, start: Callable[..., None]) -> None:
         start("serving")
@@ -127,7 +135,7 @@ def test_kill_fails_everything_held_and_refuses_new_calls_until_restart() -> Non
 
 
 def test_blackhole_holds_calls_until_deadline_or_until_it_lifts() -> None:
-    hole = fault(FaultAction.BLACKHOLE)
+    hole = fault(Blackhole())
 
     async def script(replica: SimReplica, start: Callable[..., None]) -> None:
         replica.apply(hole)
@@ -147,9 +155,9 @@ def test_blackhole_holds_calls_until_deadline_or_until_it_lifts() -> None:
 
 def test_latency_and_error_faults_compose() -> None:
     async def script(replica: SimReplica, start: Callable[..., None]) -> None:
-        replica.apply(fault(FaultAction.LATENCY, multiply=2.0))
-        replica.apply(fault(FaultAction.LATENCY, add=0.5))
-        replica.apply(fault(FaultAction.ERRORS, rate=1.0, status=StatusCode.INTERNAL))
+        replica.apply(fault(Latency(multiply=2.0)))
+        replica.apply(fault(Latency(add=0.5)))
+        replica.apply(fault(Errors(rate=1.0, status=StatusCode.INTERNAL)))
         start("a")
 
     assert simulate(service(), script) == [("a", 2.5, StatusCode.INTERNAL)]
@@ -173,7 +181,7 @@ def test_health_answers() -> None:
         answers.append(await replica.check_health("api"))
         answers.append(await replica.check_health(""))
         answers.append(await replica.check_health("other.Service"))
-        replica.apply(fault(FaultAction.HEALTH, health=HealthStatus.NOT_SERVING))
+        replica.apply(fault(Health(HealthStatus.NOT_SERVING)))
         answers.append(await replica.check_health("api"))
         start("still served")
 

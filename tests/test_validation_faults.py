@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from meshsim.core.scenario import FaultAction
+from meshsim.core.faults import KINDS
 from meshsim.core.scenario_loader import load_scenario
 from tests.scenario_files import DROP, Files, Table, fault, scenario_text
 
@@ -28,7 +28,7 @@ from tests.scenario_files import DROP, Files, Table, fault, scenario_text
         pytest.param({"action": DROP}, "fault[0].action: is required", id="action-missing"),
         pytest.param(
             {"action": "explode"},
-            f"fault[0].action: expected one of {', '.join(a.value for a in FaultAction)}, got 'explode'",
+            f"fault[0].action: expected one of {', '.join(KINDS)}, got 'explode'",
             id="action-unknown",
         ),
         pytest.param({"target": DROP}, "fault[0].target: is required", id="target-missing"),
@@ -155,4 +155,4 @@ def test_health_fault_status_is_case_insensitive(files: Files) -> None:
     text = scenario_text(
         faults=[{"at": "1s", "action": "health", "target": "api/0", "status": "service_unknown"}],
     )
-    assert load_scenario(files.write(text)).faults[0].health.value == "SERVICE_UNKNOWN"
+    assert load_scenario(files.write(text)).faults[0].effect.describe() == "SERVICE_UNKNOWN"

@@ -9,12 +9,16 @@ import pytest
 
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import Constant, Empirical, Exponential, LogNormal, Normal, Uniform
+from meshsim.core.faults.errors import Errors
+from meshsim.core.faults.health import Health
+from meshsim.core.faults.kill import Kill
+from meshsim.core.faults.latency import Latency
+from meshsim.core.faults.partition import Partition
 from meshsim.core.health import HealthConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.scenario import (
     AssertionConfig,
     ClientConfig,
-    FaultAction,
     FaultConfig,
     KeyDistribution,
     ServiceConfig,
@@ -103,19 +107,7 @@ def test_defaults_of_optional_parts(files: Files) -> None:
     assert scenario.services[0].replicas == 1
     assert scenario.services[0].weights == (1,)
     assert scenario.faults == (
-        FaultConfig(
-            index=0,
-            at=1.0,
-            duration=None,
-            action=FaultAction.KILL,
-            target="api/0",
-            add=0.0,
-            multiply=1.0,
-            rate=0.0,
-            status=StatusCode.UNAVAILABLE,
-            health=HealthStatus.NOT_SERVING,
-            client=None,
-        ),
+        FaultConfig(index=0, at=1.0, duration=None, action="kill", target="api/0", effect=Kill()),
     )
     assert scenario.assertions == (
         AssertionConfig(
@@ -241,18 +233,13 @@ def test_every_key_is_read_into_the_model(files: Files) -> None:
     assert (web.rate, web.concurrency, web.keys) == (50.5, None, KeyDistribution("uniform", 7, 1.0))
 
     latency, errors, health, partition, blackhole, default_health = scenario.faults
-    assert (latency.index, latency.at, latency.duration, latency.action) == (0, 0.0, 1.0, FaultAction.LATENCY)
-    assert (latency.target, latency.add, latency.multiply) == ("api", 0.005, 2.0)
-    assert (errors.index, errors.action, errors.rate, errors.status) == (
-        1,
-        FaultAction.ERRORS,
-        1.0,
-        StatusCode.INTERNAL,
-    )
-    assert (health.action, health.health) == (FaultAction.HEALTH, HealthStatus.SERVICE_UNKNOWN)
-    assert (partition.action, partition.client, partition.target) == (FaultAction.PARTITION, "batch", "api/1")
-    assert (blackhole.action, blackhole.target, blackhole.duration) == (FaultAction.BLACKHOLE, "db", None)
-    assert default_health.health is HealthStatus.NOT_SERVING
+    assert (latency.index, latency.at, latency.duration, latency.action) == (0, 0.0, 1.0, "latency")
+    assert (latency.target, latency.effect) == ("api", Latency(add=0.005, multiply=2.0))
+    assert (errors.index, errors.action, errors.effect) == (1, "errors", Errors(1.0, StatusCode.INTERNAL))
+    assert (health.action, health.effect) == ("health", Health(HealthStatus.SERVICE_UNKNOWN))
+    assert (partition.action, partition.effect, partition.target) == ("partition", Partition("batch"), "api/1")
+    assert (blackhole.action, blackhole.target, blackhole.duration) == ("blackhole", "db", None)
+    assert default_health.effect == Health(HealthStatus.NOT_SERVING)
 
     replica, service, client = scenario.assertions
     assert (replica.scope, replica.scope_name, replica.window) == ("replica", "db/2", (1.0, 10.0))
@@ -308,5 +295,5 @@ def test_think_time_zero_is_allowed_on_an_open_loop_client(files: Files) -> None
 
 def test_latency_fault_with_multiply_only_and_zero_add(files: Files) -> None:
     (fault_config,) = files.load(faults=[fault(action="latency", add="0s", multiply=0.5)]).faults
-    assert (fault_config.add, fault_config.multiply) == (0.0, 0.5)
+    assert fault_config.effect == Latency(add=0.0, multiply=0.5)
     assert fault_config.describe() == "x0.5"

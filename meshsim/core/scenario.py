@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import attrs
@@ -10,11 +9,12 @@ import attrs
 from meshsim.core.calls import Pattern
 from meshsim.core.distributions import Distribution
 from meshsim.core.errors import ConfigError
+from meshsim.core.faults import Effect
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
 from meshsim.core.policies import CallPolicies
-from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.core.status import StatusCode
 
 SCHEMA = "meshsim/v1"
 
@@ -71,48 +71,20 @@ class ClientConfig:
     keys: KeyDistribution | None = None
 
 
-class FaultAction(enum.Enum):
-    KILL = "kill"
-    LATENCY = "latency"
-    ERRORS = "errors"
-    BLACKHOLE = "blackhole"
-    HEALTH = "health"
-    PARTITION = "partition"
-
-
 @attrs.frozen
 class FaultConfig:
-    """One timed fault. `target` is a replica (`api/1`) or a whole service (`api`)."""
+    """One timed fault. `target` is a replica (`api/1`) or a whole service (`api`); `action` names its
+    kind (core/faults/) and `effect` holds that kind's own parameters."""
 
     index: int
     at: float
     duration: float | None
-    action: FaultAction
+    action: str
     target: str
-    add: float = 0.0
-    multiply: float = 1.0
-    rate: float = 0.0
-    status: StatusCode = StatusCode.UNAVAILABLE
-    health: HealthStatus = HealthStatus.NOT_SERVING
-    client: str | None = None
-    pushback_ms: int | None = None
+    effect: Effect
 
     def describe(self) -> str:
-        action = self.action
-        if action is FaultAction.LATENCY:
-            parts = []
-            if self.add:
-                parts.append(f"+{self.add * 1e3:g}ms")
-            if self.multiply != 1.0:
-                parts.append(f"x{self.multiply:g}")
-            return " ".join(parts)
-        if action is FaultAction.ERRORS:
-            return f"{self.rate:.0%} {self.status.name}"
-        if action is FaultAction.HEALTH:
-            return self.health.value
-        if action is FaultAction.PARTITION:
-            return f"from client {self.client}"
-        return ""
+        return self.effect.describe()
 
 
 LATENCY_METRICS = {

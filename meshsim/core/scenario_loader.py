@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
-
-import attrs
 
 from meshsim.core import cost
 from meshsim.core.calls import Pattern
@@ -33,6 +30,7 @@ from meshsim.core.distributions import (
     Normal,
     Uniform,
 )
+from meshsim.core.faults import KINDS, FaultContext
 from meshsim.core.policy_config import read_balancer, read_health, read_outlier, read_policies, read_preset
 from meshsim.core.scenario import (
     LATENCY_METRICS,
@@ -42,14 +40,13 @@ from meshsim.core.scenario import (
     SCOPES,
     AssertionConfig,
     ClientConfig,
-    FaultAction,
     FaultConfig,
     KeyDistribution,
     Scenario,
     ScenarioError,
     ServiceConfig,
 )
-from meshsim.core.status import HealthStatus, StatusCode
+from meshsim.core.status import StatusCode
 from meshsim.core.units import format_duration
 
 
@@ -277,14 +274,8 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
     )
 
 
-_FAULT_PARAMS = {
-    FaultAction.KILL: (),
-    FaultAction.LATENCY: ("add", "multiply"),
-    FaultAction.ERRORS: ("rate", "status", "pushback_ms"),
-    FaultAction.BLACKHOLE: (),
-    FaultAction.HEALTH: ("status",),
-    FaultAction.PARTITION: ("client",),
-}
+# Every key some fault kind takes: a key of another kind is named as not applying, not as unknown.
+_FAULT_KEYS = tuple(dict.fromkeys(key for kind in KINDS.values() for key in kind.keys))
 
 
 def _fault(
@@ -294,41 +285,15 @@ def _fault(
     if at >= duration:
         table.fail("at", f"{format_duration(at)} is not before the end of the run ({format_duration(duration)})")
     length = table.duration("for", None, positive=True)
-    action = FaultAction(table.choice("action", [a.value for a in FaultAction]))
+    kind = KINDS[table.choice("action", tuple(KINDS))]
     target = table.string("target")
     _check_target(table, "target", target, services)
-    allowed = _FAULT_PARAMS[action]
-    for key in ("add", "multiply", "rate", "status", "client", "pushback_ms"):
-        if table.has(key) and key not in allowed:
-            table.fail(key, f"does not apply to a {action.value} fault")
-    fault = FaultConfig(index=index, at=at, duration=length, action=action, target=target)
-    if action is FaultAction.LATENCY:
-        add = table.duration("add", 0.0)
-        multiply = table.number("multiply", 1.0, minimum=0.0, maximum=1000.0)
-        if add == 0.0 and multiply == 1.0:
-            table.fail(None, "a latency fault needs add (a duration) or multiply (a factor)")
-        fault = _evolve(fault, add=add, multiply=multiply)
-    elif action is FaultAction.ERRORS:
-        rate = table.number("rate", above=0.0, maximum=1.0)
-        status = table.status("status", StatusCode.UNAVAILABLE)
-        if status is StatusCode.OK:
-            table.fail("status", "an injected error cannot be OK")
-        pushback_ms = table.integer("pushback_ms", None, minimum=-MAX_PUSHBACK_MS, maximum=MAX_PUSHBACK_MS)
-        fault = _evolve(fault, rate=rate, status=status, pushback_ms=pushback_ms)
-    elif action is FaultAction.HEALTH:
-        raw_health = table.raw("status", "NOT_SERVING")
-        health = raw_health.upper() if isinstance(raw_health, str) else raw_health
-        if health not in ("NOT_SERVING", "SERVICE_UNKNOWN"):
-            table.fail("status", f"expected one of NOT_SERVING, SERVICE_UNKNOWN, got {shown(raw_health)}")
-        fault = _evolve(fault, health=HealthStatus(health))
-    elif action is FaultAction.PARTITION:
-        fault = _evolve(fault, client=table.choice("client", clients))
+    for key in _FAULT_KEYS:
+        if table.has(key) and key not in kind.keys:
+            table.fail(key, f"does not apply to a {kind.name} fault")
+    effect = kind.read(table, FaultContext(tuple(clients)))
     table.done()
-    return fault
-
-
-def _evolve(fault: FaultConfig, **changes: Any) -> FaultConfig:
-    return attrs.evolve(fault, **changes)
+    return FaultConfig(index=index, at=at, duration=length, action=kind.name, target=target, effect=effect)
 
 
 def _check_target(table: Table, key: str, target: str, services: tuple[ServiceConfig, ...]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import trio
 
 from meshsim.core.events import FaultApplied, FaultCleared
-from meshsim.core.scenario import FaultAction, FaultConfig
+from meshsim.core.scenario import FaultConfig
 from meshsim.runtime.observer import Observer
 from meshsim.sim.network import SimNetwork
 
@@ -37,17 +37,14 @@ class FaultInjector:
             await trio.sleep_until(at)
             if kind == _APPLY:
                 self._set(fault, True)
-                self._observer.emit(FaultApplied(at, fault.index, fault.action.value, fault.target, fault.describe()))
+                self._observer.emit(FaultApplied(at, fault.index, fault.action, fault.target, fault.describe()))
             else:
                 self._set(fault, False)
-                self._observer.emit(FaultCleared(at, fault.index, fault.action.value, fault.target))
+                self._observer.emit(FaultCleared(at, fault.index, fault.action, fault.target))
 
     def _set(self, fault: FaultConfig, active: bool) -> None:
         for replica in self._network.targets(fault.target):
-            if fault.action is FaultAction.PARTITION:
-                assert fault.client is not None
-                self._network.partition(fault.client, replica.name, active)
-            elif active:
+            if active:
                 replica.apply(fault)
             else:
                 replica.clear(fault)

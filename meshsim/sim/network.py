@@ -29,7 +29,6 @@ class SimNetwork:
                 self.replicas[name] = SimReplica(
                     name, service, index, timers, actor_rng(scenario.seed, f"replica:{name}")
                 )
-        self._cut: dict[tuple[str, str], int] = {}
 
     def targets(self, target: str) -> list[SimReplica]:
         """A replica name gives that replica; a service name gives all of its replicas, in order."""
@@ -37,16 +36,9 @@ class SimNetwork:
             return [self.replicas[target]]
         return [r for r in self.replicas.values() if r.service.name == target]
 
-    def partition(self, client: str, replica: str, cut: bool) -> None:
-        key = (client, replica)
-        count = self._cut.get(key, 0) + (1 if cut else -1)
-        if count:
-            self._cut[key] = count
-        else:
-            self._cut.pop(key, None)
-
     def is_cut(self, client: str, replica: str) -> bool:
-        return bool(self._cut) and (client, replica) in self._cut
+        cut_from = self.replicas[replica].cut_from
+        return bool(cut_from) and client in cut_from
 
     def view(self, client: str) -> SimTransport:
         return SimTransport(self, client)

@@ -22,7 +22,8 @@ import trio
 import trio.lowlevel
 
 from meshsim.core.calls import CallSpec, Pattern
-from meshsim.core.scenario import FaultAction, FaultConfig, ServiceConfig
+from meshsim.core.faults import conditions_of
+from meshsim.core.scenario import FaultConfig, ServiceConfig
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import Timer, TimerQueue
 from meshsim.runtime.transport import OnDone
@@ -73,6 +74,7 @@ class SimReplica:
         self._add = 0.0
         self._multiply = 1.0
         self._errors: list[tuple[float, StatusCode, int | None]] = []
+        self.cut_from: set[str] = set()  # clients partitioned from it
 
     # --- faults -----------------------------------------------------------------
 
@@ -86,17 +88,14 @@ class SimReplica:
 
     def _recompute(self) -> None:
         was_down, was_blackholed = self.down, self.blackholed
-        actions = [f.action for f in self._faults]
-        self.down = FaultAction.KILL in actions
-        self.blackholed = FaultAction.BLACKHOLE in actions
-        self._add = sum(f.add for f in self._faults if f.action is FaultAction.LATENCY)
-        self._multiply = 1.0
-        for fault in self._faults:
-            if fault.action is FaultAction.LATENCY:
-                self._multiply *= fault.multiply
-        self._errors = [(f.rate, f.status, f.pushback_ms) for f in self._faults if f.action is FaultAction.ERRORS]
-        health = [f.health for f in self._faults if f.action is FaultAction.HEALTH]
-        self.health_override = health[-1] if health else None
+        conditions = conditions_of([fault.effect for fault in self._faults])
+        self.down = conditions.down
+        self.blackholed = conditions.blackholed
+        self._add = conditions.add
+        self._multiply = conditions.multiply
+        self._errors = conditions.errors
+        self.health_override = conditions.health
+        self.cut_from = conditions.cut_from
         if self.down and not was_down:
             self._fail_everything(StatusCode.UNAVAILABLE)
         if was_blackholed and not self.blackholed:
