@@ -1,19 +1,19 @@
-"""One service's replicas as a live caller sees them: channels, balancer, health, discovery and call path.
+"""One service's replicas as a live caller sees them: grpc.aio channels under the runtime's assembly.
 
-GrpcClient has one; the proxy one per cluster. Everything here is the runtime's actors
-over the live transport; this module only wires them for one service.
+GrpcClient has one; the proxy one per cluster. The caller's actors are built by
+runtime.assembly, as the simulator builds them; what is live here is the transport
+(a channel per replica, with TLS and reconnect settings), discovery's resolvers and
+the certificate watcher.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 import trio
 
-from meshsim.core.endpoint import Endpoint
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
 from meshsim.core.pickers import BalancerConfig
@@ -23,11 +23,9 @@ from meshsim.live.config import Discovery
 from meshsim.live.discovery import resolver_for
 from meshsim.live.security import CertificateWatcher, ClientCertificates
 from meshsim.live.transport import LiveTransport
-from meshsim.runtime.actor import Supervisor
-from meshsim.runtime.balancer import Balancer, OutlierSweeper
+from meshsim.runtime.actor import Actor, Supervisor
+from meshsim.runtime.assembly import CallerConfig, Replica, Streams, assemble, build_balancer
 from meshsim.runtime.channel import MeshChannel
-from meshsim.runtime.health_checker import HealthChecker
-from meshsim.runtime.membership import Membership
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue, Timers
 
@@ -70,7 +68,6 @@ class Upstream:
         self.policies = policies or CallPolicies()
         self.discovery = discovery
         self.certificates = certificates
-        self._seed = seed if seed is not None else label
         self._host = host
         options = tuple({**dict(reconnect_options(health)), **dict(channel_options)}.items())
 
@@ -80,22 +77,20 @@ class Upstream:
             return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
 
         self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect, host, certificates is not None)
-        self.balancer = Balancer(
-            f"balancer:{label}",
-            label,
-            service,
-            balancer,
-            health,
-            [Endpoint(e, index=i) for i, e in enumerate(endpoints)],
-            self._random("balancer"),
-            observer,
-            outlier,
-            now=host.now if host is not None else trio.current_time,
+        self.config = CallerConfig(
+            client=label,
+            service=service,
+            replicas=tuple(Replica(e) for e in endpoints),
+            balancer=balancer,
+            health=health,
+            outlier=outlier,
+            policies=self.policies,
+        )
+        self.streams = Streams(seed if seed is not None else label, label, service)
+        self.balancer = build_balancer(
+            self.config, self.streams, observer, now=host.now if host is not None else trio.current_time
         )
         self.channel: MeshChannel | None = None
-
-    def _random(self, purpose: str) -> random.Random:
-        return random.Random(f"{self._seed}/{purpose}")
 
     async def start(self, supervisor: Supervisor, timers: TimerQueue | None = None) -> MeshChannel:
         """Start the actors (resolving once first, when discovered) and return the call path, on
@@ -107,48 +102,25 @@ class Upstream:
             call_timers = timers
         else:
             raise ValueError("a call path on Trio needs a TimerQueue")
-        health = self.health
-        service = health.service if health.service is not None else self.service
-        balancer = self.balancer
-
-        def checker(endpoint: str) -> HealthChecker:
-            name = f"health:{self.label}:{endpoint}"
-            return HealthChecker(name, endpoint, service, health, self.transport, balancer.mailbox, self._random(name))
-
-        if self.discovery is not None:
-            # The membership actor starts (and stops) the health checkers as endpoints come and go.
-            membership = Membership(
-                f"membership:{self.label}",
-                resolver_for(self.discovery),
-                self.discovery.interval,
-                balancer,
-                self.transport,
-                self.observer,
-                checker if health.enabled else None,
-            )
-            await membership.prime()
-            supervisor.start(balancer)
-            supervisor.start(membership)
-        else:
-            supervisor.start(balancer)
-            if health.enabled:
-                for endpoint in balancer.endpoints:
-                    supervisor.start(checker(endpoint.name))
-        if self.outlier is not None:
-            supervisor.start(OutlierSweeper(f"outliers:{self.label}", self.outlier.interval, balancer.mailbox))
+        discovery = self.discovery
+        extra: list[Actor] = []
         if self.certificates is not None:
             # Rotated client files: new channels for new calls, the old ones drain.
-            supervisor.start(CertificateWatcher(f"certificates:{self.label}", self.certificates, self.transport))
-        self.channel = MeshChannel(
-            self.label,
-            self.service,
-            balancer,
+            extra.append(CertificateWatcher(f"certificates:{self.label}", self.certificates, self.transport))
+        caller = await assemble(
+            self.config,
             self.transport,
-            self.observer,
             call_timers,
-            self.policies,
-            self._random("channel"),
+            self.observer,
+            supervisor,
+            self.streams,
+            balancer=self.balancer,
+            resolver=None if discovery is None else resolver_for(discovery),
+            resolve_interval=30.0 if discovery is None else discovery.interval,
+            connections=self.transport,
+            extra_actors=extra,
         )
+        self.channel = caller.channel
         return self.channel
 
     async def warm(self) -> None:

@@ -72,7 +72,9 @@ class Balancer:
         observer: Observer,
         outlier: OutlierConfig | None = None,
         now: Callable[[], float] = trio.current_time,
+        outlier_rng: random.Random | None = None,
     ) -> None:
+        """`rng` is the picker's stream; `outlier_rng` outlier detection's (the picker's when not given)."""
         self.name = name
         self.client = client
         self.service = service
@@ -96,7 +98,13 @@ class Balancer:
         # Trio's clock, or a reading of it that also works outside Trio (a live proxy's call path
         # runs on its host loop and reports outcomes from there).
         self.now = now
-        self.outlier = None if outlier is None else OutlierDetector(outlier, [e.name for e in self.endpoints], rng)
+        self.outlier = (
+            None
+            if outlier is None
+            else OutlierDetector(
+                outlier, [e.name for e in self.endpoints], outlier_rng if outlier_rng is not None else rng
+            )
+        )
         self.panic = False
         # A policy that reads latency estimates gets them kept for every endpoint.
         self._keeps_latency = REGISTERED[config.policy].latency

@@ -82,6 +82,7 @@ class MeshChannel:
         policies: CallPolicies | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """`rng`: the stream retry backoff's jitter draws from (runtime.assembly.Streams' "backoff")."""
         self.client = client
         self.service = service
         self.balancer = balancer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Callable
 
 import trio
 
@@ -12,7 +13,7 @@ from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.events import RequestFinished
 from meshsim.core.scenario import ClientConfig
 from meshsim.runtime.channel import MeshChannel
-from meshsim.runtime.timers import TimerQueue
+from meshsim.runtime.timers import Timers
 
 # A closed-loop worker whose call ended at the instant it began (no endpoint was
 # pickable) waits this long before the next one, so that a dead cluster cannot
@@ -21,11 +22,12 @@ FAST_FAILURE_PAUSE = 0.001
 
 
 class CallFactory:
-    """Draws the pattern, message count and hash key of each call from the client's config."""
+    """Draws the pattern (from `mix`) and hash key (from `keys`) of each call from the client's config."""
 
-    def __init__(self, config: ClientConfig, rng: random.Random) -> None:
+    def __init__(self, config: ClientConfig, mix: random.Random, key_rng: random.Random) -> None:
         self._config = config
-        self._rng = rng
+        self._mix = mix
+        self._key_rng = key_rng
         self._patterns = [pattern for pattern, _ in config.mix]
         self._pattern_weights = list(itertools.accumulate(weight for _, weight in config.mix))
         keys = config.keys
@@ -49,15 +51,15 @@ class CallFactory:
         }
 
     def next_call(self) -> CallSpec:
-        rng = self._rng
         if len(self._patterns) == 1:
             pattern = self._patterns[0]
         else:
-            point = rng.random() * self._pattern_weights[-1]
+            point = self._mix.random() * self._pattern_weights[-1]
             pattern = self._patterns[bisect.bisect_right(self._pattern_weights, point)]
         template = self._templates[pattern]
         if not self._keys:
             return template
+        rng = self._key_rng
         if self._key_weights:
             point = rng.random() * self._key_weights[-1]
             index = min(bisect.bisect_right(self._key_weights, point), len(self._keys) - 1)
@@ -84,16 +86,17 @@ class LoadClient:
         self,
         config: ClientConfig,
         channel: MeshChannel,
-        timers: TimerQueue,
-        rng: random.Random,
+        timers: Timers,
+        streams: Callable[[str], random.Random],
         stop: float,
     ) -> None:
+        """`streams(purpose)`: the caller's random streams (runtime.assembly.Streams): arrivals, mix, keys."""
         self.name = f"client:{config.name}"
         self.config = config
         self._channel = channel
         self._timers = timers
-        self._rng = rng
-        self._calls = CallFactory(config, rng)
+        self._rng = streams("arrivals")
+        self._calls = CallFactory(config, streams("mix"), streams("keys"))
         self._stop = stop
         self._outstanding = 0
         self._idle = trio.Event()

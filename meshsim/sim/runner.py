@@ -7,21 +7,18 @@ from collections.abc import Callable
 import trio
 import trio.testing
 
-from meshsim.core.endpoint import Endpoint
 from meshsim.core.recording import RunRecorder
 from meshsim.core.report import Report
 from meshsim.core.report_builder import build_report
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.actor import Supervisor
-from meshsim.runtime.balancer import Balancer, OutlierSweeper
-from meshsim.runtime.channel import MeshChannel
-from meshsim.runtime.health_checker import HealthChecker
+from meshsim.runtime.assembly import CallerConfig, Replica, Streams, assemble
 from meshsim.runtime.load import LoadClient
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.sim.faults import FaultInjector
-from meshsim.sim.network import SimNetwork, actor_rng
+from meshsim.sim.network import SimNetwork
 from meshsim.sim.scheduler import MockFastForward, deterministic_scheduling
 
 Progress = Callable[[float], None]
@@ -72,60 +69,25 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
         channels = []
         for config in scenario.clients:
             service = scenario.service(config.target)
-            transport = network.view(config.name)
-            endpoints = [
-                Endpoint(name, weight=service.weights[i], index=i) for i, name in enumerate(service.replica_names)
-            ]
-            balancer = Balancer(
-                f"balancer:{config.name}",
-                config.name,
-                service.name,
-                scenario.balancer,
-                scenario.health,
-                endpoints,
-                actor_rng(seed, f"balancer:{config.name}"),
-                observer,
-                scenario.outlier,
-            )
-            supervisor.start(balancer)
-            if scenario.outlier is not None:
-                sweeper = OutlierSweeper(f"outliers:{config.name}", scenario.outlier.interval, balancer.mailbox)
-                supervisor.start(sweeper)
-            if scenario.health.enabled:
-                health_service = scenario.health.service if scenario.health.service is not None else service.name
-                for endpoint in endpoints:
-                    checker_name = f"health:{config.name}:{endpoint.name}"
-                    supervisor.start(
-                        HealthChecker(
-                            checker_name,
-                            endpoint.name,
-                            health_service,
-                            scenario.health,
-                            transport,
-                            balancer.mailbox,
-                            actor_rng(seed, checker_name),
-                        )
-                    )
-            channel = MeshChannel(
-                config.name,
-                service.name,
-                balancer,
-                transport,
-                observer,
+            caller = await assemble(
+                CallerConfig(
+                    client=config.name,
+                    service=service.name,
+                    replicas=tuple(Replica(n, service.weights[i]) for i, n in enumerate(service.replica_names)),
+                    balancer=scenario.balancer,
+                    health=scenario.health,
+                    outlier=scenario.outlier,
+                    policies=scenario.policies,
+                ),
+                network.view(config.name),
                 timers,
-                scenario.policies,
-                actor_rng(seed, f"channel:{config.name}"),
+                observer,
+                supervisor,
+                Streams(seed, config.name, service.name),
             )
-            channels.append(channel)
-            clients.append(
-                LoadClient(
-                    config,
-                    channel,
-                    timers,
-                    actor_rng(seed, f"client:{config.name}"),
-                    stop=config.stop if config.stop is not None else scenario.duration,
-                )
-            )
+            channels.append(caller.channel)
+            stop = config.stop if config.stop is not None else scenario.duration
+            clients.append(LoadClient(config, caller.channel, timers, caller.streams, stop))
         supervisor.start(FaultInjector(scenario.faults, network, observer))
         # Clients stop sending at their stop time; calls still in flight get `drain`
         # to finish, and whatever is left then ends CANCELLED: no call is lost.
