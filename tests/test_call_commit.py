@@ -23,7 +23,7 @@ from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.membership import Membership
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
-from meshsim.runtime.transport import EndpointGone, OnDone
+from meshsim.runtime.transport import EndpointGone, OnAnswer, OnDone
 
 RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.01)
 
@@ -51,7 +51,14 @@ class HeldCalls:
         self.attempts: list[tuple[str, Handle]] = []
         self.gone: set[str] = set()
 
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> Handle:
+    def start_call(
+        self,
+        endpoint: str,
+        call: CallSpec,
+        deadline_at: float | None,
+        on_done: OnDone,
+        on_answer: OnAnswer | None = None,  # these tests commit by hand, as a live invocation does
+    ) -> Handle:
         if endpoint in self.gone:
             raise EndpointGone(endpoint)
         handle = Handle(self, on_done)

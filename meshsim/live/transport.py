@@ -22,7 +22,7 @@ from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
 from meshsim.live.reachability import Reachability
-from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnDone, WatchUnsupported
+from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnAnswer, OnDone, WatchUnsupported
 
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
@@ -173,7 +173,16 @@ class LiveTransport:
         if channel is not None:
             await bridge.wait(channel.close())
 
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
+    def start_call(
+        self,
+        endpoint: str,
+        call: CallSpec,
+        deadline_at: float | None,
+        on_done: OnDone,
+        on_answer: OnAnswer | None = None,
+    ) -> AttemptHandle:
+        """As Transport.start_call; `on_answer` is not used: a stream's invocation commits it
+        (live/streams.py) when its headers arrive."""
         # Duck-typed: a runtime-checkable Protocol's isinstance costs more than the rest of the call.
         start = getattr(call.payload, "start", None)
         if start is None:

@@ -516,8 +516,22 @@ class CallRun:
             except Exception as error:
                 self.fail("the end of an attempt", error)
 
+        answered = None
+        if self.call.pattern is not Pattern.UNARY and (self.retry is not None or self.hedging is not None):
+
+            def answered() -> None:
+                # The attempt started answering the caller: the call is committed to it (A6).
+                try:
+                    self.commit(attempt.handle)
+                except Exception as error:
+                    self.fail("the answer of an attempt", error)
+
         try:
-            attempt.handle = channel.transport.start_call(endpoint.name, self.call, deadline_at, done)
+            start_call = channel.transport.start_call
+            if answered is None:
+                attempt.handle = start_call(endpoint.name, self.call, deadline_at, done)
+            else:
+                attempt.handle = start_call(endpoint.name, self.call, deadline_at, done, on_answer=answered)
         except EndpointGone:
             endpoint.in_flight -= 1
             self.active.remove(attempt)

@@ -15,6 +15,8 @@ from meshsim.core.status import HealthStatus, StatusCode
 
 # on_done(status, pushback_ms): pushback_ms is the server's grpc-retry-pushback-ms, or None.
 OnDone = Callable[[StatusCode, int | None], None]
+# on_answer(): the attempt's response headers (or first message) arrived: the call commits to it (A6).
+OnAnswer = Callable[[], None]
 
 
 class AttemptHandle(Protocol):
@@ -24,11 +26,20 @@ class AttemptHandle(Protocol):
 
 
 class Transport(Protocol):
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> AttemptHandle:
+    def start_call(
+        self,
+        endpoint: str,
+        call: CallSpec,
+        deadline_at: float | None,
+        on_done: OnDone,
+        on_answer: OnAnswer | None = None,
+    ) -> AttemptHandle:
         """Start one attempt of `call` on `endpoint`; `on_done` is called exactly once, never from inside.
 
         `deadline_at` is absolute Trio time: the transport ends the attempt with
-        DEADLINE_EXCEEDED then if it has not finished.
+        DEADLINE_EXCEEDED then if it has not finished. `on_answer`, for a stream, is called
+        when the attempt starts answering (a transport that commits streams its own way, as
+        the live one does through its invocations, may ignore it).
         """
         ...
 

@@ -11,7 +11,7 @@ from meshsim.core.calls import CallSpec
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import TimerQueue
-from meshsim.runtime.transport import OnDone
+from meshsim.runtime.transport import OnAnswer, OnDone
 from meshsim.sim.replica import SimCall, SimReplica
 
 
@@ -55,12 +55,19 @@ class SimTransport:
         self._network = network
         self._client = client
 
-    def start_call(self, endpoint: str, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> SimCall:
+    def start_call(
+        self,
+        endpoint: str,
+        call: CallSpec,
+        deadline_at: float | None,
+        on_done: OnDone,
+        on_answer: OnAnswer | None = None,
+    ) -> SimCall:
         replica = self._network.replicas[endpoint]
         if self._network.is_cut(self._client, endpoint):
             # A partition refuses the connection: the call fails fast, as against a dead host.
             return replica.refuse(on_done, StatusCode.UNAVAILABLE)
-        return replica.start_call(call, deadline_at, on_done)
+        return replica.start_call(call, deadline_at, on_done, on_answer)
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         if self._network.is_cut(self._client, endpoint):

@@ -4,7 +4,9 @@ Calls are timers on the completion queue, not tasks. Rules, so that reports can 
 reasoned about:
 - a call's status is decided when service starts; an error answer takes the same
   service time as a success, and carries the pushback configured for that error;
-- a streaming call occupies the replica for `latency + messages * message_latency`;
+- a streaming call occupies the replica for `latency + messages * message_latency`; a
+  server stream or bidi call that will succeed answers after `latency` (its headers and
+  first message), which commits the call to that attempt (A6: no retry, no hedge after);
 - a killed replica fails every call it holds (in service, queued, blackholed) with
   UNAVAILABLE at the kill, and refuses new ones with UNAVAILABLE; it comes back empty;
 - a blackholed replica holds calls until their deadline; calls with no deadline
@@ -26,22 +28,41 @@ from meshsim.core.faults import conditions_of
 from meshsim.core.scenario import FaultConfig, ServiceConfig
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import Timer, TimerQueue
-from meshsim.runtime.transport import OnDone
+from meshsim.runtime.transport import OnAnswer, OnDone
+
+# Streams whose server answers (headers and a first message) before the whole call is served; a
+# client stream, like a unary call, answers once, at the end.
+_ANSWERS_EARLY = frozenset({Pattern.SERVER_STREAM, Pattern.BIDI})
 
 
 class SimCall:
     """One attempt as the replica holds it; also the handle the caller may cancel."""
 
-    __slots__ = ("call", "completion", "deadline", "on_done", "pushback", "replica", "state", "status")
+    __slots__ = (
+        "answer",
+        "call",
+        "completion",
+        "deadline",
+        "on_answer",
+        "on_done",
+        "pushback",
+        "replica",
+        "state",
+        "status",
+    )
 
     WAITING, QUEUED, SERVING, HELD, DONE = range(5)
 
-    def __init__(self, replica: SimReplica, call: CallSpec | None, on_done: OnDone) -> None:
+    def __init__(
+        self, replica: SimReplica, call: CallSpec | None, on_done: OnDone, on_answer: OnAnswer | None = None
+    ) -> None:
         self.replica = replica
         self.call = call
         self.on_done = on_done
+        self.on_answer = on_answer
         self.deadline: Timer | None = None
         self.completion: Timer | None = None
+        self.answer: Timer | None = None
         self.status = StatusCode.OK
         self.pushback: int | None = None
         self.state = SimCall.WAITING
@@ -112,10 +133,12 @@ class SimReplica:
         sim_call.completion = self._timers.call_soon(self._end, sim_call, status)
         return sim_call
 
-    def start_call(self, call: CallSpec, deadline_at: float | None, on_done: OnDone) -> SimCall:
+    def start_call(
+        self, call: CallSpec, deadline_at: float | None, on_done: OnDone, on_answer: OnAnswer | None = None
+    ) -> SimCall:
         if self.down:
             return self.refuse(on_done, StatusCode.UNAVAILABLE)
-        sim_call = SimCall(self, call, on_done)
+        sim_call = SimCall(self, call, on_done, on_answer)
         self._live[sim_call] = None
         if deadline_at is not None:
             sim_call.deadline = self._timers.call_at(deadline_at, self._expire, sim_call)
@@ -141,7 +164,7 @@ class SimReplica:
 
     def _serve(self, sim_call: SimCall) -> None:
         rng = self._rng
-        seconds = self._latency.sample(rng)
+        seconds = first = self._latency.sample(rng)
         call = sim_call.call
         assert call is not None
         if call.pattern is not Pattern.UNARY:
@@ -159,7 +182,18 @@ class SimReplica:
                 sim_call.pushback = pushback
         sim_call.state = SimCall.SERVING
         self._busy += 1
-        sim_call.completion = self._timers.call_at(self._timers.now() + seconds, self._complete, sim_call)
+        now = self._timers.now()
+        if sim_call.on_answer is not None and call.pattern in _ANSWERS_EARLY and sim_call.status is StatusCode.OK:
+            # Its response headers and first message go out after the first service time: from then
+            # on the caller has an answer, and the call is committed to this attempt (A6).
+            sim_call.answer = self._timers.call_at(now + first * self._multiply + self._add, self._answered, sim_call)
+        sim_call.completion = self._timers.call_at(now + seconds, self._complete, sim_call)
+
+    @staticmethod
+    def _answered(sim_call: SimCall) -> None:
+        sim_call.answer = None
+        if sim_call.state == SimCall.SERVING and sim_call.on_answer is not None:
+            sim_call.on_answer()
 
     def _complete(self, sim_call: SimCall) -> None:
         if sim_call.deadline is not None:
@@ -181,6 +215,9 @@ class SimReplica:
 
     def _leave(self, sim_call: SimCall) -> None:
         """Take a call out of wherever it is, without ending it."""
+        if sim_call.answer is not None:
+            sim_call.answer.cancel()
+            sim_call.answer = None
         state = sim_call.state
         if state == SimCall.SERVING:
             assert sim_call.completion is not None
@@ -214,7 +251,7 @@ class SimReplica:
         """Every call this replica holds ends now with `status`, in the order they arrived."""
         doomed = [c for c in self._live if c.state != SimCall.DONE]
         for sim_call in doomed:
-            for timer in (sim_call.deadline, sim_call.completion):
+            for timer in (sim_call.deadline, sim_call.completion, sim_call.answer):
                 if timer is not None:
                     timer.cancel()
             sim_call.state = SimCall.DONE
