@@ -7,6 +7,7 @@ import click
 from meshsim import __version__
 from meshsim.cli.app import Application
 from meshsim.cli.certs import certs
+from meshsim.cli.compare import compare
 from meshsim.cli.live import live_command
 from meshsim.cli.logs import configure_logging
 from meshsim.cli.run import run
@@ -44,5 +45,6 @@ main.add_command(serve)
 main.add_command(live_command)
 main.add_command(certs)
 main.add_command(top)
+main.add_command(compare)
 
 __all__ = ["main"]

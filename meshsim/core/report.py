@@ -128,6 +128,9 @@ class Report:
     timeline: tuple[Bucket, ...]
     bucket_width: float
     preset: str = "grpc"
+    # "sim" (virtual time) or "live" (real replicas, wall time); a live run stopped early is interrupted.
+    mode: str = "sim"
+    interrupted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -144,6 +147,8 @@ class Report:
             "path": self.path,
             "seed": self.seed,
             "preset": self.preset,
+            "mode": self.mode,
+            "interrupted": self.interrupted,
             "duration_s": self.duration,
             "passed": self.passed,
             "totals": {

@@ -16,7 +16,7 @@ from meshsim.core.report import Bucket, EndpointReport, Report
 from meshsim.core.scenario import Scenario
 
 
-def build_report(scenario: Scenario, recorder: RunRecorder) -> Report:
+def build_report(scenario: Scenario, recorder: RunRecorder, mode: str = "sim", interrupted: bool = False) -> Report:
     run = RecordedRun(recorder)
     r = recorder
     all_calls = run.calls("run", None)
@@ -55,6 +55,8 @@ def build_report(scenario: Scenario, recorder: RunRecorder) -> Report:
     return Report(
         scenario=scenario.name,
         preset=scenario.preset,
+        mode=mode,
+        interrupted=interrupted,
         path=str(scenario.path),
         seed=scenario.seed,
         duration=scenario.duration,

@@ -1,0 +1,68 @@
+"""`meshsim compare`: two reports of one scenario side by side, exit 1 when they disagree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from meshsim.cli import main
+from tests.conftest import ROOT
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def report(tmp_path: Path, name: str, scenario: str, *options: str) -> Path:
+    path = tmp_path / f"{name}.json"
+    code, _, _ = invoke("run", str(ROOT / "scenarios" / scenario), "--quiet", "--json", str(path), *options)
+    assert code in (0, 1)
+    return path
+
+
+def test_two_seeds_of_one_scenario_are_the_same(tmp_path: Path) -> None:
+    a = report(tmp_path, "a", "failover.toml")
+    b = report(tmp_path, "b", "failover.toml", "--seed", "5")
+    code, out, _ = invoke("compare", str(a), str(b))
+    assert code == 0, out
+    assert "compare failover  A sim seed 42  vs  B sim seed 5" in out
+    assert "api/1" in out and "out 10." in out  # when the killed replica left rotation
+    assert out.rstrip().endswith("the same")
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_a_verdict_that_differs_exits_1_naming_it(tmp_path: Path) -> None:
+    a = report(tmp_path, "a", "least_connections.toml")
+    changed = json.loads(a.read_text())
+    changed["assertions"][0]["passed"] = False  # as a run under another policy would
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(changed))
+    code, out, _ = invoke("compare", str(a), str(b))
+    assert code == 1
+    assert f"differ: verdict of {changed['assertions'][0]['name']!r}" in out
+
+
+def test_a_figure_outside_its_tolerance_exits_1(tmp_path: Path) -> None:
+    a = report(tmp_path, "a", "failover.toml")
+    slower = json.loads(a.read_text())
+    slower["latency_ms"]["p50"] *= 1.3
+    slower["latency_ms"]["p99"] *= 1.1
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(slower))
+    code, out, _ = invoke("compare", str(a), str(b))
+    assert code == 1 and "p50 ms (off by more than 20%)" in out
+    code, out, _ = invoke("compare", str(a), str(b), "--tolerance", "p50=35%", "--tolerance", "p99=0.05")
+    assert code == 1 and "p99 ms (off by more than 5%)" in out and "p50" not in out.splitlines()[-1]
+
+
+def test_a_file_that_is_no_report_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    code, _, err = invoke("compare", str(bad), str(bad))
+    assert code == 2
+    assert err.strip() == f'error: {bad}: not a meshsim report (schema "meshsim/report/v1")'
+    code, _, err = invoke("compare", str(tmp_path / "missing.json"), str(bad))
+    assert code == 2 and err.strip().endswith("missing.json: no such file")
