@@ -20,8 +20,8 @@ import trio
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
-from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 REQUEST = mesh_pb2.ProcessRequest(request_id="bench", data="x" * 64)

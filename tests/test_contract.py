@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.events import EndpointEjected, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import ConsecutiveFailuresConfig, OutlierConfig
@@ -25,11 +26,10 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import StatusCode
+from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from meshsim.sim.runner import run_scenario
@@ -152,7 +152,7 @@ def go_live(case: Case, via: str) -> Seen:
                     await make_calls(lambda request: client.unary("Process", request, timeout=2.0))
             else:
                 config = ProxyConfig.for_service(
-                    service=SERVICE_NAME,
+                    service=MESH_SERVICE,
                     endpoints=tuple(addresses),
                     health=health,
                     policies=CallPolicies(retry=retry, hedging=hedging),

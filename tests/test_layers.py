@@ -20,7 +20,9 @@ ALLOWED = {
     "sim": {"core", "runtime"},
     "tls": {"core"},
     "live": {"core", "runtime", "pb", "tls"},
-    "cli": {"core", "runtime", "sim", "live", "tls"},
+    # The demo replicas (`meshsim serve`): servers, which callers never import.
+    "demo": {"core", "live", "pb", "tls"},
+    "cli": {"core", "runtime", "sim", "live", "demo", "tls"},
 }
 # Layers that must stay free of grpc, asyncio and the wall clock.
 PURE = {"core", "runtime", "sim"}
@@ -47,6 +49,28 @@ def test_layer_imports_only_the_layers_below(layer: str) -> None:
                 assert parts[1] in ALLOWED[layer] | {layer}, f"{path.relative_to(ROOT)} imports {name}"
             if layer in PURE:
                 assert parts[0] not in FORBIDDEN_IN_PURE_LAYERS, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_caller_side_imports_no_demo_replica() -> None:
+    """live (client, proxy) and runtime are the caller's side: the demo servers are not part of them."""
+    for layer in ("live", "runtime"):
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            demo = {name for name in imports_of(path) if name == "meshsim.demo" or name.startswith("meshsim.demo.")}
+            assert not demo, f"{path.relative_to(ROOT)} imports {', '.join(sorted(demo))}"
+
+
+@pytest.mark.slow
+def test_importing_the_caller_side_loads_no_demo_replica() -> None:
+    code = (
+        "import sys, pkgutil, importlib, meshsim\n"
+        "for layer in ('live', 'runtime'):\n"
+        "    package = importlib.import_module('meshsim.' + layer)\n"
+        "    for info in pkgutil.walk_packages(package.__path__, 'meshsim.' + layer + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('meshsim.demo'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == ""
 
 
 @pytest.mark.slow

@@ -15,16 +15,17 @@ import pytest
 import trio
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.events import RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import RetryPolicy
 from meshsim.core.status import StatusCode
+from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
+from meshsim.demo.servicer import ServerFaults
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 
@@ -86,7 +87,7 @@ def test_proxied_calls_with_a_huge_backoff_multiplier_all_end() -> None:
     async def main() -> None:
         replicas = await bridge.wait(start_replicas(failing_replicas()))
         config = ProxyConfig.for_service(
-            service=SERVICE_NAME,
+            service=MESH_SERVICE,
             endpoints=tuple(r.address for r in replicas),
             health=HEALTH,
             policies=CallPolicies(retry=HUGE_BACKOFF),

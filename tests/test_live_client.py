@@ -14,9 +14,9 @@ from meshsim.core.events import AttemptFinished, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.retry import RetryPolicy
 from meshsim.core.status import StatusCode
+from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
+from meshsim.demo.servicer import MeshServicer, ServerFaults
 from meshsim.live import bridge
-from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import MeshServicer, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.messages import chat, metrics

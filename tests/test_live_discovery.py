@@ -13,13 +13,14 @@ import pytest
 import trio
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.events import DiscoveryFailed, MembershipChanged
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import Replica, stop_replicas
+from meshsim.demo.servicer import ServerFaults
 from meshsim.live import bridge
 from meshsim.live.config import Cluster, Discovery, DnsDiscovery, FileDiscovery, ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import Replica, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.dns_server import DnsServer
@@ -74,7 +75,7 @@ def with_proxy(discover: Discover, check: Check, same_port: bool = False) -> See
             replicas.append(await start_replica("127.0.0.2", first.port) if same_port else await start_replica())
             async with trio.open_nursery() as nursery:
                 discovery = await discover(replicas, nursery)
-                config = ProxyConfig(clusters=(Cluster(SERVICE_NAME, discovery=discovery),), health=HEALTH)
+                config = ProxyConfig(clusters=(Cluster(MESH_SERVICE, discovery=discovery),), health=HEALTH)
                 async with Proxy(config, seen.observer) as proxy:
                     channel = grpc.aio.insecure_channel(proxy.address)
                     try:

@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.events import AttemptFinished, HealthChanged, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import ConsecutiveFailuresConfig, OutlierConfig
@@ -27,7 +28,6 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.config import Keepalive, ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.conftest import serve_replicas, start, start_proxy, stop
@@ -118,7 +118,7 @@ def test_a_hung_replica_is_taken_out_and_calls_keep_flowing(
         else None
     )
     config = ProxyConfig.for_service(
-        SERVICE_NAME, tuple(address for _, address in three_processes), health=health, policies=policies
+        MESH_SERVICE, tuple(address for _, address in three_processes), health=health, policies=policies
     )
     seen = Seen()
     after: list[str] = []
@@ -153,7 +153,7 @@ def test_timeouts_on_a_hung_replica_eject_it_by_outlier_detection(
     are failures, and consecutive failures eject the replica."""
     hung_process, hung = three_processes[0]
     config = ProxyConfig.for_service(
-        SERVICE_NAME,
+        MESH_SERVICE,
         tuple(address for _, address in three_processes),
         health=HealthConfig(enabled=False),
         outlier=OutlierConfig(
@@ -197,7 +197,7 @@ def test_keepalive_pings_are_accepted_by_the_demo_replicas(
 
         from meshsim.live.proxy import grpc_options
 
-        config = ProxyConfig.for_service(SERVICE_NAME, (address,), keepalive=Keepalive(time=1.0, timeout=0.5))
+        config = ProxyConfig.for_service(MESH_SERVICE, (address,), keepalive=Keepalive(time=1.0, timeout=0.5))
         channel = grpc.aio.insecure_channel(address, options=grpc_options(config, listener=False))
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
         try:
@@ -227,7 +227,7 @@ def test_stream_attempts_timing_out_on_a_hung_replica_are_failures(
         retryable_status_codes=frozenset({StatusCode.DEADLINE_EXCEEDED}),
     )
     config = ProxyConfig.for_service(
-        SERVICE_NAME,
+        MESH_SERVICE,
         tuple(address for _, address in three_processes),
         health=HealthConfig(enabled=False),
         policies=CallPolicies(retry=retry if retries else None),
@@ -261,7 +261,7 @@ def test_a_replica_back_after_a_long_outage_is_found_within_an_interval() -> Non
     other, (spare,) = serve_replicas(1)
     port = address.rsplit(":", 1)[1]
     health = HealthConfig(interval=0.5, timeout=0.25, unhealthy_threshold=2)
-    config = ProxyConfig.for_service(SERVICE_NAME, (address, spare), health=health)
+    config = ProxyConfig.for_service(MESH_SERVICE, (address, spare), health=health)
     seen = Seen()
     answers: list[str] = []
     restarted: list[subprocess.Popen[str]] = []
@@ -349,8 +349,8 @@ def test_a_tls_mismatch_with_the_replicas_is_said(tmp_path: Path) -> None:
 def test_a_call_on_a_channel_closed_under_it_ends_unavailable() -> None:
     """A drained channel closes (after a certificate rotation, here forced) while a slow call is on
     it: the call ends UNAVAILABLE, saying why, and the program goes on."""
-    from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-    from meshsim.live.servicer import ServerFaults
+    from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
+    from meshsim.demo.servicer import ServerFaults
     from meshsim.live.transport import LiveTransport
 
     outcome: list[object] = []
@@ -387,15 +387,15 @@ def test_a_call_on_a_channel_closed_under_it_ends_unavailable() -> None:
 def test_a_stream_that_answered_then_ran_out_of_time_is_a_deadline_failure() -> None:
     """A bidi call commits on its first answer, then the caller's deadline passes while the replica
     takes its time over the second: the attempt timed out (DEADLINE_EXCEEDED), it was not cancelled."""
-    from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-    from meshsim.live.servicer import ServerFaults
+    from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
+    from meshsim.demo.servicer import ServerFaults
     from tests.messages import chat
 
     seen = Seen()
 
     async def main() -> None:
         replicas = await bridge.wait(start_replicas(ServeConfig(port=0, faults=ServerFaults(latency=0.2))))
-        config = ProxyConfig.for_service(SERVICE_NAME, (replicas[0].address,), health=HealthConfig(enabled=False))
+        config = ProxyConfig.for_service(MESH_SERVICE, (replicas[0].address,), health=HealthConfig(enabled=False))
         try:
             async with Proxy(config, seen.observer()) as proxy:
                 channel = grpc.aio.insecure_channel(proxy.address)

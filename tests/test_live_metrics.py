@@ -12,18 +12,18 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.errors import ConfigError, StartupError
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig, load_live_config
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
-PROCESS = f"/{SERVICE_NAME}/Process"
+PROCESS = f"/{MESH_SERVICE}/Process"
 
 
 def scrape(address: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -45,7 +45,7 @@ def test_the_proxy_counts_calls_times_them_and_reports_health_and_connections() 
     async def main() -> None:
         replicas = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=2)))
         config = ProxyConfig.for_service(
-            SERVICE_NAME,
+            MESH_SERVICE,
             tuple(r.address for r in replicas),
             health=HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1),
             metrics_listen="127.0.0.1:0",
@@ -58,13 +58,13 @@ def test_the_proxy_counts_calls_times_them_and_reports_health_and_connections() 
                     for n in range(4):
                         await bridge.wait(stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5))
                     with pytest.raises(grpc.aio.AioRpcError):
-                        await bridge.wait(channel.unary_unary(f"/{SERVICE_NAME}/Nope")(b"", timeout=5))
+                        await bridge.wait(channel.unary_unary(f"/{MESH_SERVICE}/Nope")(b"", timeout=5))
                 finally:
                     await bridge.wait(channel.close())
                 seen = await trio.to_thread.run_sync(scrape, proxy.metrics_address)
-                call = {"client": "proxy", "service": SERVICE_NAME}
+                call = {"client": "proxy", "service": MESH_SERVICE}
                 assert seen[("grpc_requests_total", labels(**call, method=PROCESS, code="OK"))] == 4
-                nope = labels(**call, method=f"/{SERVICE_NAME}/Nope", code="UNIMPLEMENTED")
+                nope = labels(**call, method=f"/{MESH_SERVICE}/Nope", code="UNIMPLEMENTED")
                 assert seen[("grpc_requests_total", nope)] == 1
                 assert seen[("grpc_request_duration_seconds_count", labels(**call, method=PROCESS))] == 4
                 for replica in replicas:
@@ -102,7 +102,7 @@ def test_a_busy_metrics_port_is_a_clear_error() -> None:
             await busy.bind(("127.0.0.1", 0))
             busy.listen()
             port = busy.getsockname()[1]
-            config = ProxyConfig.for_service(SERVICE_NAME, ("127.0.0.1:1",), metrics_listen=f"127.0.0.1:{port}")
+            config = ProxyConfig.for_service(MESH_SERVICE, ("127.0.0.1:1",), metrics_listen=f"127.0.0.1:{port}")
             with pytest.raises(StartupError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
                 async with Proxy(config):
                     pass

@@ -21,12 +21,12 @@ import trio
 from cryptography import x509
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import Cluster, MtlsConfig, ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls import authority
 from meshsim.tls.material import TlsError, TlsFiles
@@ -231,7 +231,7 @@ def test_rotation_under_load_through_the_proxy_drops_no_call(certs: Path) -> Non
             start_replicas(ServeConfig(port=0, replicas=2, tls=TlsFiles.in_dir(certs, "server")))
         )
         config = ProxyConfig(
-            clusters=(Cluster(SERVICE_NAME, tuple(r.address for r in replicas), tls=True),),
+            clusters=(Cluster(MESH_SERVICE, tuple(r.address for r in replicas), tls=True),),
             listen="127.0.0.1:0",
             health=HealthConfig(interval=0.2, timeout=0.5),
             mtls=attrs.evolve(MtlsConfig.in_dir(certs), drain=DRAIN),

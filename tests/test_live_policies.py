@@ -14,16 +14,16 @@ import trio
 
 from meshsim import live
 from meshsim.core.breaker import BreakerConfig
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.events import AttemptFinished, BreakerChanged, RequestFinished
 from meshsim.core.health import HealthConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
+from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.live.streams import RequestReplay
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
@@ -58,7 +58,7 @@ def through_proxy(check: Check, seen: Seen, replicas: int = 2, **options: Any) -
     async def main() -> None:
         started = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=replicas)))
         config = ProxyConfig.for_service(
-            service=SERVICE_NAME, endpoints=tuple(r.address for r in started), health=HEALTH, **options
+            service=MESH_SERVICE, endpoints=tuple(r.address for r in started), health=HEALTH, **options
         )
         try:
             async with Proxy(config, seen.observer()) as proxy:
@@ -207,7 +207,7 @@ def test_stopping_the_proxy_lets_calls_in_flight_finish() -> None:
         replicas = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=1)))
         replicas[0].faults.latency = 0.5
         config = ProxyConfig.for_service(
-            service=SERVICE_NAME, endpoints=(replicas[0].address,), health=HEALTH, shutdown_grace=5.0
+            service=MESH_SERVICE, endpoints=(replicas[0].address,), health=HEALTH, shutdown_grace=5.0
         )
         channel = None
         try:

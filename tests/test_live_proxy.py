@@ -15,10 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import meshsim, serve_replicas, start, stop
 from tests.messages import chat, metrics

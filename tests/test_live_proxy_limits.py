@@ -24,12 +24,13 @@ import pytest
 import trio
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
+from meshsim.demo.servicer import ServerFaults
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import Replica, ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.test_interop_grpcurl import GRPCURL
 
@@ -44,7 +45,7 @@ def through_proxy(
     async def main() -> None:
         serve = ServeConfig(port=0, replicas=replicas, faults=ServerFaults(latency=latency))
         started = await bridge.wait(start_replicas(serve))
-        config = ProxyConfig.for_service(SERVICE_NAME, tuple(r.address for r in started), health=HEALTH, **options)
+        config = ProxyConfig.for_service(MESH_SERVICE, tuple(r.address for r in started), health=HEALTH, **options)
         try:
             async with Proxy(config) as proxy:
                 await check(proxy, started)
@@ -71,7 +72,7 @@ class RawClient:
         self.answers: dict[int, dict[bytes, bytes]] = {}
         self.resets: dict[int, int] = {}
 
-    def call(self, stream: int, metadata: list[tuple[str, str]], path: str = f"/{SERVICE_NAME}/Process") -> None:
+    def call(self, stream: int, metadata: list[tuple[str, str]], path: str = f"/{MESH_SERVICE}/Process") -> None:
         headers = [
             (":method", "POST"),
             (":scheme", "http"),
@@ -233,7 +234,7 @@ def test_made_up_service_names_do_not_grow_the_proxy_or_reach_the_replicas() -> 
         reflection.enable_server_reflection((reflection.SERVICE_NAME,), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await bridge.wait(server.start())
-        config = ProxyConfig.for_service(SERVICE_NAME, (f"127.0.0.1:{port}",), health=HealthConfig(enabled=False))
+        config = ProxyConfig.for_service(MESH_SERVICE, (f"127.0.0.1:{port}",), health=HealthConfig(enabled=False))
         try:
             async with Proxy(config) as proxy:
                 await check(proxy, [])
@@ -261,7 +262,7 @@ def test_grpcurl_calls_are_balanced_because_reflection_takes_no_turn() -> None:
     async def check(proxy: Proxy, replicas: list[Replica]) -> None:
         for n in range(6):
             code, out, err = await grpcurl(
-                "-d", json.dumps({"request_id": str(n)}), proxy.address, f"{SERVICE_NAME}/Process"
+                "-d", json.dumps({"request_id": str(n)}), proxy.address, f"{MESH_SERVICE}/Process"
             )
             assert code == 0, err
             answered.append(json.loads(out)["replica"])
@@ -272,7 +273,7 @@ def test_grpcurl_calls_are_balanced_because_reflection_takes_no_turn() -> None:
 
 def test_reflection_and_health_answer_with_every_replica_down() -> None:
     async def check(proxy: Proxy, replicas: list[Replica]) -> None:
-        code, described, err = await grpcurl(proxy.address, "describe", SERVICE_NAME)
+        code, described, err = await grpcurl(proxy.address, "describe", MESH_SERVICE)
         assert code == 0, err
         await bridge.wait(stop_replicas(replicas, 0))
         with trio.fail_after(5):
@@ -283,8 +284,8 @@ def test_reflection_and_health_answer_with_every_replica_down() -> None:
         assert json.loads(out)["status"] == "NOT_SERVING"
         code, listed, err = await grpcurl(proxy.address, "list")
         assert code == 0, err
-        assert {SERVICE_NAME, "grpc.health.v1.Health"} <= set(listed.split())
-        code, again, err = await grpcurl(proxy.address, "describe", SERVICE_NAME)  # as the proxy last heard it
+        assert {MESH_SERVICE, "grpc.health.v1.Health"} <= set(listed.split())
+        code, again, err = await grpcurl(proxy.address, "describe", MESH_SERVICE)  # as the proxy last heard it
         assert code == 0, err
         assert again == described
 

@@ -19,12 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meshsim import live
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.health import HealthConfig
+from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import Cluster, ProxyConfig
 from meshsim.live.proxy import Proxy
-from meshsim.live.server import ServeConfig, start_replicas, stop_replicas
-from meshsim.live.servicer import SERVICE_NAME
 from meshsim.pb.v1 import mesh_pb2
 from tests.test_interop_grpcurl import GRPCURL
 
@@ -90,7 +90,7 @@ def test_two_services_behind_one_proxy_with_health_and_reflection_for_both() -> 
         echo, echo_address = await bridge.wait(start_echo())
         config = ProxyConfig(
             clusters=(
-                Cluster(SERVICE_NAME, (replicas[0].address,), name="mesh"),
+                Cluster(MESH_SERVICE, (replicas[0].address,), name="mesh"),
                 Cluster(ECHO, (echo_address,), name="echo"),
             ),
             health=HealthConfig(interval=0.1, timeout=0.5),
@@ -98,16 +98,16 @@ def test_two_services_behind_one_proxy_with_health_and_reflection_for_both() -> 
         try:
             async with Proxy(config) as proxy:
                 listed = (await grpcurl(proxy.address, "list")).split()
-                assert set(listed) >= {SERVICE_NAME, ECHO, "grpc.health.v1.Health"}
+                assert set(listed) >= {MESH_SERVICE, ECHO, "grpc.health.v1.Health"}
                 assert "rpc Say" in await grpcurl(proxy.address, "describe", ECHO)
-                assert "rpc Chat" in await grpcurl(proxy.address, "describe", SERVICE_NAME)
+                assert "rpc Chat" in await grpcurl(proxy.address, "describe", MESH_SERVICE)
                 said = json.loads(await grpcurl("-d", '{"request_id": "a"}', proxy.address, f"{ECHO}/Say"))
                 assert said["replica"] == "echo"
                 processed = json.loads(
-                    await grpcurl("-d", '{"request_id": "b"}', proxy.address, f"{SERVICE_NAME}/Process")
+                    await grpcurl("-d", '{"request_id": "b"}', proxy.address, f"{MESH_SERVICE}/Process")
                 )
                 assert processed["replica"] == replicas[0].address
-                for service in (ECHO, SERVICE_NAME, ""):
+                for service in (ECHO, MESH_SERVICE, ""):
                     checked = await grpcurl(
                         "-d", json.dumps({"service": service}), proxy.address, "grpc.health.v1.Health/Check"
                     )
@@ -137,14 +137,14 @@ def test_unary_methods_are_learnt_from_reflection_and_the_rest_go_as_streams() -
         replicas = await bridge.wait(start_replicas(ServeConfig(port=0)))
         echo, echo_address = await bridge.wait(start_echo(with_reflection=False))
         config = ProxyConfig(
-            clusters=(Cluster(SERVICE_NAME, (replicas[0].address,)), Cluster(ECHO, (echo_address,))),
+            clusters=(Cluster(MESH_SERVICE, (replicas[0].address,)), Cluster(ECHO, (echo_address,))),
             health=HealthConfig(interval=0.1, timeout=0.5),
         )
         try:
             async with Proxy(config) as proxy:
-                assert proxy.shapes.is_unary(f"/{SERVICE_NAME}/Process")
-                assert not proxy.shapes.is_unary(f"/{SERVICE_NAME}/Chat")
-                assert not proxy.shapes.is_unary(f"/{SERVICE_NAME}/StreamEvents")
+                assert proxy.shapes.is_unary(f"/{MESH_SERVICE}/Process")
+                assert not proxy.shapes.is_unary(f"/{MESH_SERVICE}/Chat")
+                assert not proxy.shapes.is_unary(f"/{MESH_SERVICE}/StreamEvents")
                 for _ in range(2):  # the first call asks for reflection, the second finds none was had
                     assert await say(proxy.address) == "echo"
                 assert not proxy.shapes.is_unary(f"/{ECHO}/Say")

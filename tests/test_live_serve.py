@@ -20,9 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from meshsim.core.status import StatusCode
-from meshsim.live.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
-from meshsim.live.server_metrics import ServerMetrics
-from meshsim.live.servicer import ServerFaults
+from meshsim.demo.metrics import ServerMetrics
+from meshsim.demo.server import Replica, ServeConfig, ServeError, start_replicas, stop_replicas
+from meshsim.demo.servicer import ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import ROOT, meshsim, serve_replicas, stop
 from tests.messages import chat, metrics

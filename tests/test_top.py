@@ -21,8 +21,8 @@ import pytest
 from rich.console import Console
 
 from meshsim.cli.health_view import calls_table, parse, quantile
+from meshsim.demo.metrics import ServerMetrics
 from meshsim.live.metrics import MeshMetrics
-from meshsim.live.server_metrics import ServerMetrics
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.conftest import ROOT, meshsim, serve_replicas, start_proxy, stop

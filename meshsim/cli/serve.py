@@ -60,9 +60,9 @@ def serve(
 
     from meshsim.core.status import StatusCode
     from meshsim.core.units import parse_duration
-    from meshsim.live.server import Replica, ServeConfig
-    from meshsim.live.server import serve as run_replicas
-    from meshsim.live.servicer import ServerFaults
+    from meshsim.demo.server import Replica, ServeConfig
+    from meshsim.demo.server import serve as run_replicas
+    from meshsim.demo.servicer import ServerFaults
 
     def duration(option: str, value: str) -> float:
         try:

@@ -18,11 +18,12 @@ import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.errors import StartupError
+from meshsim.demo.metrics import ServerMetrics
+from meshsim.demo.servicer import MeshServicer, ServerFaults
 from meshsim.live.metrics import http_config
 from meshsim.live.security import ServerCertificates
-from meshsim.live.server_metrics import ServerMetrics
-from meshsim.live.servicer import SERVICE_NAME, MeshServicer, ServerFaults
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
 
@@ -112,7 +113,7 @@ class Replica:
         reflection.enable_server_reflection(names, server)
         await server.start()
         self._server = server
-        for service in ("", SERVICE_NAME):
+        for service in ("", MESH_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self._report_health(serving=True)
 
@@ -135,7 +136,7 @@ class Replica:
 
     def _report_health(self, serving: bool) -> None:
         if self.metrics is not None:
-            self.metrics.set_health(self.address, SERVICE_NAME, serving)
+            self.metrics.set_health(self.address, MESH_SERVICE, serving)
 
 
 async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = None) -> list[Replica]:

@@ -9,11 +9,8 @@ from collections.abc import AsyncIterator
 import attrs
 import grpc
 
-from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.status import StatusCode
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-
-SERVICE_NAME = MESH_SERVICE
 
 
 @attrs.define
@@ -28,7 +25,7 @@ class ServerFaults:
     error_status: StatusCode = StatusCode.UNAVAILABLE
 
 
-class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
+class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):  # type: ignore[misc]  # generated, untyped
     def __init__(self, replica: str, faults: ServerFaults, rng: random.Random | None = None) -> None:
         self.replica = replica
         self.faults = faults
