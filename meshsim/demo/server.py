@@ -24,6 +24,7 @@ from meshsim.demo.metrics import ServerMetrics
 from meshsim.demo.servicer import MeshServicer, ServerFaults
 from meshsim.live.metrics import http_config
 from meshsim.live.security import ServerCertificates
+from meshsim.live.status import serving_to_grpc
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
 
@@ -114,7 +115,7 @@ class Replica:
         await server.start()
         self._server = server
         for service in ("", MESH_SERVICE):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            await self.health.set(service, serving_to_grpc(serving=True))
         self._report_health(serving=True)
 
     def _options(self) -> tuple[tuple[str, int], ...]:

@@ -10,6 +10,7 @@ import attrs
 import grpc
 
 from meshsim.core.status import StatusCode
+from meshsim.live.status import to_grpc
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 
@@ -39,7 +40,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):  # type: ignore[misc]  # 
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         if faults.error_rate > 0 and self._rng.random() < faults.error_rate:
-            await context.abort(grpc.StatusCode[faults.error_status.name], f"error injected by {self.replica}")
+            await context.abort(to_grpc(faults.error_status), f"error injected by {self.replica}")
 
     async def Process(
         self, request: mesh_pb2.ProcessRequest, context: grpc.aio.ServicerContext

@@ -35,8 +35,9 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.config import Discovery
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
+from meshsim.live.status import status_of
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
-from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation, status_of
+from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation
 from meshsim.live.upstream import Upstream
 from meshsim.pb.v1 import mesh_pb2
 from meshsim.runtime.actor import Background, Supervisor

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 import grpc
 import trio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from meshsim.core.addresses import join_host_port, split_host_port
 from meshsim.core.calls import CallSpec, Pattern
@@ -39,8 +39,9 @@ from meshsim.live.bridge import HostHome
 from meshsim.live.config import Cluster, ProxyConfig, ProxyConfigError
 from meshsim.live.metrics import MeshMetrics
 from meshsim.live.security import ClientCertificates, ServerCertificates
+from meshsim.live.status import serving_to_grpc, status_of, to_grpc
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
-from meshsim.live.transport import LiveAttempt, UnaryInvocation, grpc_status, status_of
+from meshsim.live.transport import LiveAttempt, UnaryInvocation
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.actor import Background, Supervisor
 from meshsim.runtime.balancer import Balancer
@@ -258,11 +259,10 @@ class Proxy:
     async def _publish_health(self) -> None:
         """Each service is SERVING while one of its replicas is healthy; the proxy as a whole ("")
         while every service is."""
-        response = health_pb2.HealthCheckResponse
         for upstream in self._upstreams:
-            await self._health.set(upstream.service, response.SERVING if upstream.serving else response.NOT_SERVING)
+            await self._health.set(upstream.service, serving_to_grpc(upstream.serving))
         everything = all(upstream.serving for upstream in self._upstreams)
-        await self._health.set("", response.SERVING if everything else response.NOT_SERVING)
+        await self._health.set("", serving_to_grpc(everything))
 
     async def forward(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -283,7 +283,7 @@ class Proxy:
             if isinstance(outcome, Unanswered):
                 if outcome.trailing:
                     context.set_trailing_metadata(outcome.trailing)
-                await context.abort(grpc_status(outcome.status), outcome.details)
+                await context.abort(to_grpc(outcome.status), outcome.details)
                 return
             attempt = outcome
             answer = attempt.call
@@ -307,7 +307,7 @@ class Proxy:
             if attempt is None or attempt.cancelled_with is None:
                 raise  # the caller went away
             # The call path ended the answering attempt (the call's deadline, the proxy stopping).
-            await context.abort(grpc_status(attempt.cancelled_with), attempt.details)
+            await context.abort(to_grpc(attempt.cancelled_with), attempt.details)
         finally:
             self._clients.leave(client)
             reading.cancel()
@@ -351,7 +351,7 @@ class Proxy:
             if event.status is StatusCode.OK:
                 response: bytes = attempt.response  # type: ignore[assignment]
                 return response
-        await context.abort(grpc_status(event.status), _details(event, attempt))
+        await context.abort(to_grpc(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:

@@ -2,8 +2,8 @@
 
 Each attempt is a grpc.aio call started on the host asyncio loop; its end comes back
 to Trio through the bridge and becomes the runtime's on_done, so a live call, like a
-simulated one, costs no Trio task. Errors are translated at this seam: the mesh logic
-only ever sees meshsim's StatusCode and HealthStatus.
+simulated one, costs no Trio task. Errors are translated at this seam (by
+`meshsim.live.status`): the mesh logic only ever sees meshsim's StatusCode and HealthStatus.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
 from meshsim.live.reachability import Reachability
+from meshsim.live.status import health_from_grpc, pushback_of, status_of
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnAnswer, OnDone, WatchUnsupported
-
-PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 class Invocation(Protocol):
@@ -86,31 +85,6 @@ async def _with_metadata(call: Any, attempt: LiveAttempt) -> object:
     attempt.initial_metadata = await call.initial_metadata() or ()
     attempt.trailing_metadata = await call.trailing_metadata() or ()
     return response
-
-
-def status_of(error: grpc.aio.AioRpcError) -> StatusCode:
-    return StatusCode(error.code().value[0])
-
-
-_GRPC_STATUS = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def grpc_status(status: StatusCode) -> grpc.StatusCode:
-    return _GRPC_STATUS[status.value]
-
-
-def pushback_of(error: grpc.aio.AioRpcError) -> int | None:
-    return pushback_in(error.trailing_metadata())
-
-
-def pushback_in(trailing: Any) -> int | None:
-    for key, value in trailing or ():
-        if key == PUSHBACK_KEY:
-            try:
-                return int(value)
-            except ValueError:
-                return -1  # A6: an unparsable pushback means do not retry
-    return None
 
 
 class LiveAttempt:
@@ -211,7 +185,7 @@ class LiveTransport:
         except bridge.HostCancelled:
             return HealthStatus.UNREACHABLE  # its channel closed under it (replaced, or removed)
         self.reachability.reached(endpoint)
-        return _serving_status(answer.status)
+        return health_from_grpc(answer.status)
 
     def _unreached(self, endpoint: str, error: grpc.aio.AioRpcError) -> None:
         if error.code() == grpc.StatusCode.UNAVAILABLE:
@@ -235,7 +209,7 @@ class LiveTransport:
                     if answer is grpc.aio.EOF:
                         break
                     self.reachability.reached(endpoint)
-                    yield _serving_status(answer.status)
+                    yield health_from_grpc(answer.status)
             finally:
                 call.cancel()
             # A stream cut because its channel was replaced (reconnect) follows the new channel:
@@ -250,11 +224,3 @@ class LiveTransport:
         for channel in [*self.channels.values(), *self._retired]:
             await bridge.wait(channel.close())
         self._retired.clear()
-
-
-def _serving_status(status: int) -> HealthStatus:
-    serving = health_pb2.HealthCheckResponse
-    return {
-        serving.SERVING: HealthStatus.SERVING,
-        serving.SERVICE_UNKNOWN: HealthStatus.SERVICE_UNKNOWN,
-    }.get(status, HealthStatus.NOT_SERVING)
