@@ -7,7 +7,7 @@
     grpc_active_connections{client, service, endpoint}     1 while a caller's channel to it is READY
 
 CALLER is `client` in a caller's metrics (the proxy, GrpcClient: `live/metrics.py`)
-and `replica` in a demo replica's (`live/server_metrics.py`); `meshsim top` reads both
+and `replica` in a demo replica's (`demo/metrics.py`); `meshsim top` reads both
 back (`cli/health_view.py`). Dashboards and alerts are written against these names,
 so the writers and the reader take them from here. The module is in core, not live,
 so that `meshsim top`, a plain HTTP client, reads them without loading grpc.

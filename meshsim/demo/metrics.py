@@ -57,7 +57,7 @@ class ServerMetrics:
         self._duration.labels(replica, service, method).observe(seconds)
 
 
-class Counting(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+class Counting(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
         self.replica = ""

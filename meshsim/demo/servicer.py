@@ -26,7 +26,7 @@ class ServerFaults:
     error_status: StatusCode = StatusCode.UNAVAILABLE
 
 
-class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):  # type: ignore[misc]  # generated, untyped
+class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
     def __init__(self, replica: str, faults: ServerFaults, rng: random.Random | None = None) -> None:
         self.replica = replica
         self.faults = faults
