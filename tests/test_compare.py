@@ -66,3 +66,13 @@ def test_a_file_that_is_no_report_is_one_line(tmp_path: Path) -> None:
     assert err.strip() == f'error: {bad}: not a meshsim report (schema "meshsim/report/v1")'
     code, _, err = invoke("compare", str(tmp_path / "missing.json"), str(bad))
     assert code == 2 and err.strip().endswith("missing.json: no such file")
+
+
+def test_a_partition_of_one_client_shows_in_the_replica_table(tmp_path: Path) -> None:
+    # faults_tour cuts "batch" from api/3 for 20-30 s while "web" keeps it: the table follows
+    # the client that saw the change, whichever reported first.
+    a = report(tmp_path, "a", "faults_tour.toml")
+    code, out, _ = invoke("compare", str(a), str(a))
+    assert code == 0
+    (row,) = [line for line in out.splitlines() if line.startswith(" api/3")]
+    assert "out 20.0 in 30.0" in row

@@ -22,7 +22,9 @@ ALLOWED = {
     "live": {"core", "runtime", "pb", "tls"},
     # The demo replicas (`meshsim serve`): servers, which callers never import.
     "demo": {"core", "live", "pb", "tls"},
-    "cli": {"core", "runtime", "sim", "live", "demo", "tls"},
+    # A scenario played live: real replicas and callers, never the simulator.
+    "stage": {"core", "runtime", "live", "pb"},
+    "cli": {"core", "runtime", "sim", "live", "demo", "stage", "tls"},
 }
 # Layers that must stay free of grpc, asyncio and the wall clock.
 PURE = {"core", "runtime", "sim"}

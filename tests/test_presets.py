@@ -77,7 +77,9 @@ def test_a_replica_dead_from_the_start_costs_no_call(write_scenario: Callable[[s
 
 
 def test_starting_healthy_sends_calls_to_a_dead_replica(write_scenario: Callable[[str], Path]) -> None:
-    calls, _, _ = simulate(write_scenario, DEAD_FROM_THE_START.format(initial='initial_state = "healthy"'))
+    # Polled, as Envoy checks (a watched replica's broken stream would take it out at once).
+    initial = 'initial_state = "healthy"\nwatch = false'
+    calls, _, _ = simulate(write_scenario, DEAD_FROM_THE_START.format(initial=initial))
     failed = [c for c in calls if c.status is not StatusCode.OK]
     assert len(failed) > 50  # a third of the calls until two failed probes take it out
 
@@ -124,6 +126,7 @@ NOT_SERVING = """
 [health]
 interval = "1s"
 unhealthy_threshold = 3
+watch = false  # polled: a watched replica pushes NOT_SERVING, which counts at once either way
 {setting}
 
 [[client]]
@@ -271,3 +274,31 @@ def test_every_shipped_scenario_says_which_preset_it_follows() -> None:
 
     for path in SCENARIOS:
         assert 'preset = "' in path.read_text(encoding="utf-8"), path.name
+
+
+KILLED = """
+[health]
+interval = "1s"
+unhealthy_threshold = 3
+{setting}
+
+[[client]]
+name = "c"
+rate = 50
+
+[[fault]]
+at = "2s"
+action = "kill"
+target = "api/0"
+"""
+
+
+@pytest.mark.parametrize(("setting", "noticed"), [("", 0.0), ("watch = false", 2.0)], ids=["watched", "polled"])
+def test_a_watched_replica_is_out_as_it_dies_a_polled_one_after_its_probes(
+    write_scenario: Callable[[str], Path], setting: str, noticed: float
+) -> None:
+    """gRPC's client health checking watches: the stream breaks as the replica dies. Envoy polls:
+    three failed probes a second apart."""
+    _, _, events = simulate(write_scenario, KILLED.format(setting=setting))
+    (out,) = [e for e in events if isinstance(e, HealthChanged) and e.endpoint == "api/0" and not e.healthy]
+    assert out.at == pytest.approx(2.0 + noticed, abs=0.01)

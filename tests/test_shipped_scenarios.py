@@ -87,7 +87,7 @@ def test_failover_detects_the_kill_and_takes_the_replica_back() -> None:
     first, down, up = killed.health
     assert first.at < 0.01  # in after its first check, made at once
 
-    assert 10.0 < down.at < 12.0  # two failed probes at ~0.5 s intervals
+    assert 10.0 <= down.at < 12.0  # its health stream breaks as it dies
     assert 25.0 < up.at < 27.0
     assert [(f.action, f.target, f.applied_at, f.cleared_at) for f in report.faults] == [("kill", "api/1", 10.0, 25.0)]
     assert set(report.totals.by_status) == {"OK", "UNAVAILABLE"}

@@ -1,4 +1,5 @@
-"""A progress bar in virtual time, shown only for runs that take more than a second of wall time."""
+"""Progress bars: in virtual time (shown only for runs that take more than a second of wall time), and
+for live runs in wall time with the rate achieved."""
 
 from __future__ import annotations
 
@@ -43,3 +44,27 @@ class VirtualTimeProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+class LiveProgress:
+    """A live run's progress: wall time against the scenario's duration, and the calls a second it
+    achieves (called a few times a second by the run)."""
+
+    def __init__(self, console: Console, duration: float) -> None:
+        self._bar = Progress(
+            TextColumn("live"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} s  {task.fields[rate]}"),
+            console=console,
+            transient=True,
+        )
+        self._duration = duration
+        self._task = self._bar.add_task("run", total=duration, rate="")
+        self._bar.start()
+
+    def __call__(self, now: float, finished: int) -> None:
+        rate = f"{finished / now:,.0f} calls/s" if now > 1 else ""
+        self._bar.update(self._task, completed=min(now, self._duration), rate=rate)
+
+    def close(self) -> None:
+        self._bar.stop()

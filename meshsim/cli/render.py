@@ -35,9 +35,12 @@ def _latency_table(title: str, latency: LatencySummary) -> Table:
 
 def render_report(report: Report, wall_seconds: float | None = None) -> RenderableType:
     totals = report.totals
+    live = report.mode == "live"
     header = Text.assemble(
         (report.scenario, "bold"),
-        f"  seed {report.seed}  ·  {report.duration:g} s virtual",
+        ("  LIVE", "bold cyan") if live else "",
+        ("  INTERRUPTED", "bold yellow") if report.interrupted else "",
+        f"  seed {report.seed}  ·  {report.duration:g} s {'live' if live else 'virtual'}",
         f"  ·  {wall_seconds:.2f} s wall" if wall_seconds is not None else "",
     )
     summary = Text.assemble(

@@ -1,4 +1,4 @@
-"""`meshsim run SCENARIO`: simulate a scenario in virtual time, print the report, judge it."""
+"""`meshsim run SCENARIO`: simulate a scenario in virtual time (or play it live), print the report, judge it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,17 @@ import math
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from meshsim.cli.app import Application
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from meshsim.core.report import Report
+    from meshsim.core.scenario import Scenario
 
 
 @click.command()
@@ -19,24 +26,70 @@ from meshsim.cli.app import Application
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, allow_dash=True),
-    help="Write the JSON report here (- for stdout).",
+    help="Write the JSON report here (- for stdout; with --both, NAME.sim.json and NAME.live.json).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no report, only the verdict.")
+@click.option("--live", is_flag=True, help="Play it for real: replicas on loopback, in wall time.")
+@click.option("--both", is_flag=True, help="Simulate it, play it live, and compare the two.")
+@click.option("--force", is_flag=True, help="Play it live even when it asks for more calls than this machine carries.")
 @click.pass_obj
-def run(app: Application, scenario_path: str, seed: int | None, json_path: str | None, quiet: bool) -> None:
-    """Run SCENARIO deterministically; exit 0 when its assertions pass, 1 when one fails, 2 on bad input,
-    3 when the simulator itself fails."""
-    from rich.markup import escape
-
-    from meshsim.cli.progress import VirtualTimeProgress
-    from meshsim.cli.render import render_report
-    from meshsim.core import cost
+def run(
+    app: Application,
+    scenario_path: str,
+    seed: int | None,
+    json_path: str | None,
+    quiet: bool,
+    live: bool,
+    both: bool,
+    force: bool,
+) -> None:
+    """Run SCENARIO deterministically, or --live against real replicas, or --both and compare; exit 0
+    when its assertions pass, 1 when one fails (or, with --both, the runs differ), 2 on bad input, 3
+    when the simulator itself fails."""
     from meshsim.core.scenario_loader import load_scenario
-    from meshsim.sim.runner import run_scenario
 
     scenario = load_scenario(scenario_path)
     if seed is not None:
         scenario = scenario.with_seed(seed)
+    if both and json_path == "-":
+        raise click.UsageError("--both writes two reports: give --json a file name")
+    if live or both:
+        from meshsim.stage.runner import check_load
+
+        if not force:
+            check_load(scenario)
+    runs = []
+    if not live:
+        runs.append(_simulate(app, scenario, scenario_path, quiet))
+    if live or both:
+        runs.append(_play_live(app, scenario, quiet))
+    reports = [report for report, _ in runs]
+    for report in reports:
+        _write_json(app, report, json_path, both)
+    show = app.console if json_path != "-" else app.errors
+    verdicts = [_judge(report, wall, scenario, scenario_path, quiet, show) for report, wall in runs]
+    if any(report.interrupted for report in reports):
+        show.print("[bold yellow]INTERRUPTED[/]: the report covers the run until it was stopped")
+        raise SystemExit(130)
+    if both:
+        from meshsim.cli.compare import render
+        from meshsim.core.compare import compare
+
+        sim, played = (report.to_dict() for report in reports)
+        comparison = compare(sim, played, paths=("sim", "live"))
+        show.print(render(comparison))
+        if comparison.differences:
+            raise SystemExit(1)
+    if not all(verdicts):
+        raise SystemExit(1)
+
+
+def _simulate(app: Application, scenario: Scenario, scenario_path: str, quiet: bool) -> tuple[Report, float]:
+    from rich.markup import escape
+
+    from meshsim.cli.progress import VirtualTimeProgress
+    from meshsim.core import cost
+    from meshsim.sim.runner import run_scenario
 
     estimate = cost.estimate(scenario)
     if estimate.large and not quiet:
@@ -56,22 +109,50 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
     finally:
         if progress is not None:
             progress.close()
-    wall = time.monotonic() - started
+    return report, time.monotonic() - started
 
+
+def _play_live(app: Application, scenario: Scenario, quiet: bool) -> tuple[Report, float]:
+    from meshsim.cli.progress import LiveProgress
+    from meshsim.stage.runner import run_live
+
+    progress = None if quiet or not app.interactive else LiveProgress(app.console, scenario.duration)
+    started = time.monotonic()
+    try:
+        report = run_live(scenario, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    return report, time.monotonic() - started
+
+
+def _write_json(app: Application, report: Report, json_path: str | None, both: bool) -> None:
+    if json_path is None:
+        return
     if json_path == "-":
         click.echo(report.to_json(), nl=False)
-    elif json_path is not None:
-        try:
-            Path(json_path).write_text(report.to_json(), encoding="utf-8")
-        except OSError as error:
-            app.abort(f"{json_path}: cannot write the JSON report: {error.strerror or error}")
+        return
+    path = Path(json_path)
+    if both:
+        path = path.with_name(f"{path.stem}.{report.mode}{path.suffix or '.json'}")
+    try:
+        path.write_text(report.to_json(), encoding="utf-8")
+    except OSError as error:
+        app.abort(f"{path}: cannot write the JSON report: {error.strerror or error}")
 
-    show = app.console if json_path != "-" else app.errors
+
+def _judge(report: Report, wall: float, scenario: Scenario, scenario_path: str, quiet: bool, show: Console) -> bool:
+    """Print the report and its verdict; whether every assertion passed."""
+    from rich.markup import escape
+
+    from meshsim.cli.render import render_report
+
     if not quiet:
         show.print(render_report(report, wall_seconds=wall))
+    mode = " --live" if report.mode == "live" else ""
     failed = [a for a in report.assertions if not a.passed]
     if failed:
-        command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}"
+        command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}{mode}"
         for result in failed:
             show.print(
                 f"[bold red]FAILED[/] {escape(result.config.name)}: observed {_observed(result.observed)}, "
@@ -80,10 +161,14 @@ def run(app: Application, scenario_path: str, seed: int | None, json_path: str |
             )
         # Never wrapped: people copy this line.
         show.print(f"reproduce with: [bold]{escape(command)}[/]", soft_wrap=True)
-        raise SystemExit(1)
+        return False
+    where = "live, " if report.mode == "live" else ""
+    interrupted = ", interrupted" if report.interrupted else ""
     show.print(
-        f"[bold green]PASSED[/] {escape(scenario.name)} (seed {scenario.seed}, {len(report.assertions)} assertion(s))"
+        f"[bold green]PASSED[/] {escape(scenario.name)} ({where}seed {scenario.seed}, "
+        f"{len(report.assertions)} assertion(s){interrupted})"
     )
+    return True
 
 
 def _innermost(error: BaseException) -> BaseException:

@@ -73,7 +73,7 @@ class ReplicaRow:
     name: str
     share_a: float
     share_b: float
-    changes_a: tuple[tuple[float, bool], ...]  # (at, in rotation) for the first client that saw it
+    changes_a: tuple[tuple[float, bool], ...]  # (at, in rotation) for the client that saw most
     changes_b: tuple[tuple[float, bool], ...]
 
 
@@ -170,17 +170,17 @@ def _shares(report: dict[str, Any]) -> dict[str, float]:
 
 
 def _changes(report: dict[str, Any]) -> dict[str, tuple[tuple[float, bool], ...]]:
-    """When each replica left and rejoined rotation, as the first client to see it saw it: health
-    verdicts and ejections (out) and returns (in), the first check's verdict left out."""
+    """When each replica left and rejoined rotation: health verdicts and ejections (out) and
+    returns (in), the first check's verdict left out. Health is as the client that saw it change
+    most often saw it (the first by name on a tie), so that a partition of one client shows."""
     found: dict[str, list[tuple[float, bool]]] = {}
     for endpoint in report.get("endpoints", []):
-        transitions = endpoint.get("health_transitions", [])
-        first_client = transitions[0]["client"] if transitions else None
-        changes = [
-            (float(t["at_s"]), bool(t["healthy"]))
-            for t in transitions
-            if t["client"] == first_client and t["at_s"] > 0.05  # the first check is not a change
-        ]
+        by_client: dict[str, list[tuple[float, bool]]] = {}
+        for t in endpoint.get("health_transitions", []):
+            by_client.setdefault(t["client"], []).append((float(t["at_s"]), bool(t["healthy"])))
+        # Each client's first verdict is its first check, not a change.
+        seen = sorted((client, verdicts[1:]) for client, verdicts in by_client.items())
+        changes = max(seen, key=lambda item: len(item[1]), default=("", []))[1]
         for ejection in endpoint.get("ejections", []):
             changes.append((float(ejection["at_s"]), False))
             if ejection.get("returned_at_s") is not None:

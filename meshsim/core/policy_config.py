@@ -52,7 +52,9 @@ def read_balancer(table: Table | None, preset: Preset = DEFAULT) -> BalancerConf
 
 def read_health(table: Table | None, preset: Preset = DEFAULT) -> HealthConfig:
     if table is None:
-        return HealthConfig(initial_healthy=preset.initial_healthy, not_serving_at_once=preset.not_serving_at_once)
+        return HealthConfig(
+            initial_healthy=preset.initial_healthy, not_serving_at_once=preset.not_serving_at_once, watch=preset.watch
+        )
     initial = "healthy" if preset.initial_healthy else "unhealthy"
     not_serving = "at_once" if preset.not_serving_at_once else "threshold"
     config = HealthConfig(
@@ -65,6 +67,7 @@ def read_health(table: Table | None, preset: Preset = DEFAULT) -> HealthConfig:
         service=table.string("service", None),
         initial_healthy=table.choice("initial_state", ("unhealthy", "healthy"), initial) == "healthy",
         not_serving_at_once=table.choice("not_serving", ("at_once", "threshold"), not_serving) == "at_once",
+        watch=table.boolean("watch", preset.watch),
     )
     table.done()
     return config

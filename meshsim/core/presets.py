@@ -19,6 +19,9 @@ class Preset:
     initial_healthy: bool = False
     # NOT_SERVING takes a replica out at once: a pushed status in gRPC, an "active" failure in Envoy.
     not_serving_at_once: bool = True
+    # Health is watched (grpc.health.v1 Watch: pushed changes, a broken stream counts at once, as
+    # gRPC's client health checking does) or polled with Check every interval (Envoy).
+    watch: bool = True
     # A retry prefers a replica not tried yet: Envoy's previous_hosts predicate, off in both by default.
     previous_hosts: bool = False
     # max_ejection_percent: A50 checks the share already ejected ("current"); Envoy the share
@@ -34,7 +37,7 @@ class Preset:
 
 PRESETS = {
     "grpc": Preset("grpc"),
-    "envoy": Preset("envoy", ejection_cap="prospective", panic_threshold=50.0),
+    "envoy": Preset("envoy", watch=False, ejection_cap="prospective", panic_threshold=50.0),
 }
 DEFAULT = PRESETS["grpc"]
 EJECTION_CAPS = ("current", "prospective")

@@ -12,6 +12,7 @@ thread hop per call); docs/live.md keeps the reasons.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -23,27 +24,47 @@ T = TypeVar("T")
 
 def run(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run `async_fn(*args)` under Trio, hosted by a fresh asyncio loop that grpc.aio can use."""
+    return asyncio.run(guest(async_fn, *args))
 
-    async def host() -> T:
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[outcome.Outcome[T]] = loop.create_future()
 
-        def done(result: outcome.Outcome[T]) -> None:
-            if not finished.done():
-                finished.set_result(result)
+async def guest(async_fn: Callable[..., Awaitable[T]], *args: Any, clock: trio.abc.Clock | None = None) -> T:
+    """Run `async_fn(*args)` under Trio as a guest of the running asyncio loop, and return what it
+    returns (for a host that does asyncio work of its own before and after)."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[outcome.Outcome[T]] = loop.create_future()
 
-        trio.lowlevel.start_guest_run(
-            async_fn,
-            *args,
-            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
-            run_sync_soon_not_threadsafe=loop.call_soon,
-            done_callback=done,
-            host_uses_signal_set_wakeup_fd=True,
-            strict_exception_groups=True,
-        )
-        return (await finished).unwrap()
+    def done(result: outcome.Outcome[T]) -> None:
+        if not finished.done():
+            finished.set_result(result)
 
-    return asyncio.run(host())
+    trio.lowlevel.start_guest_run(
+        async_fn,
+        *args,
+        run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+        run_sync_soon_not_threadsafe=loop.call_soon,
+        done_callback=done,
+        host_uses_signal_set_wakeup_fd=True,
+        strict_exception_groups=True,
+        clock=clock,
+    )
+    return (await finished).unwrap()
+
+
+class RunClock(trio.abc.Clock):
+    """The system's monotonic clock, reading 0 when it is made: a live run's times are then the
+    scenario's, as a simulated run's are."""
+
+    def __init__(self) -> None:
+        self._origin = time.perf_counter()
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return time.perf_counter() - self._origin
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - self.current_time()
 
 
 def host_loop() -> asyncio.AbstractEventLoop:

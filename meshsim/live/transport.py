@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import attrs
 import grpc
+import trio
+import trio.lowlevel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshsim.core.calls import CallSpec
@@ -121,6 +123,11 @@ class LiveTransport:
         self._retired: list[grpc.aio.Channel] = []
         # What health checks learn of replicas they cannot reach, said once in a log line.
         self.reachability = Reachability(secure)
+        # Endpoints this caller is cut from (a partition a live run plays): new calls are refused,
+        # probes find nothing and Watch streams break, as in the simulator; calls already on
+        # their way go on.
+        self._cut: set[str] = set()
+        self._watches: dict[str, set[grpc.aio.UnaryStreamCall]] = {}
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
@@ -164,15 +171,16 @@ class LiveTransport:
         home = self.home
         timeout = None if deadline_at is None else max(0.0, deadline_at - home.now())
         channel = self.channels.get(endpoint)
-        if channel is None:
+        if channel is None or endpoint in self._cut:
             raise EndpointGone(endpoint)
         attempt: AttemptHandle = start(channel, timeout, on_done, home)
         return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         channel = self.channels.get(endpoint)
-        if channel is None:
-            return HealthStatus.UNREACHABLE  # discovery removed it while the probe was due
+        if channel is None or endpoint in self._cut:
+            await trio.lowlevel.checkpoint()
+            return HealthStatus.UNREACHABLE  # discovery removed it while the probe was due, or cut
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = await bridge.wait(stub.Check(health_pb2.HealthCheckRequest(service=service)))
@@ -191,10 +199,21 @@ class LiveTransport:
         if error.code() == grpc.StatusCode.UNAVAILABLE:
             self.reachability.failed(endpoint, error.details() or "")
 
+    def cut_off(self, endpoint: str, cut: bool) -> None:
+        """Cut this caller from `endpoint` (a partition), or end the cut."""
+        if not cut:
+            self._cut.discard(endpoint)
+            return
+        self._cut.add(endpoint)
+        for call in self._watches.get(endpoint, ()):
+            call.cancel()
+
     async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
         channel = self.channels.get(endpoint)
-        while channel is not None:
+        while channel is not None and endpoint not in self._cut:
             call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=service))
+            watches = self._watches.setdefault(endpoint, set())
+            watches.add(call)
             try:
                 while True:
                     try:
@@ -202,16 +221,22 @@ class LiveTransport:
                     except grpc.aio.AioRpcError as error:
                         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                             raise WatchUnsupported(endpoint) from None
-                        self._unreached(endpoint, error)
+                        if endpoint not in self._cut:
+                            self._unreached(endpoint, error)
                         break
                     except bridge.HostCancelled:
-                        break  # its channel was closed: a drained one after a reconnect, or a removed one
+                        # Cut off (a partition), or its channel was closed: a drained one after a
+                        # reconnect, or a removed one.
+                        break
                     if answer is grpc.aio.EOF:
                         break
                     self.reachability.reached(endpoint)
                     yield health_from_grpc(answer.status)
             finally:
+                watches.discard(call)
                 call.cancel()
+            if endpoint in self._cut:
+                return
             # A stream cut because its channel was replaced (reconnect) follows the new channel:
             # the endpoint did not fail.
             current = self.channels.get(endpoint)

@@ -8,7 +8,7 @@ the certificate watcher.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -57,9 +57,13 @@ class Upstream:
         channel_options: Sequence[tuple[str, Any]] = (),
         seed: object = None,
         host: HostHome | None = None,
+        addresses: Mapping[str, str] | None = None,
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         """`seed` names the random streams (balancer, health jitter, retry backoff) of this upstream;
-        with `host` the call path runs on the host loop (a proxy's), else on Trio."""
+        with `host` the call path runs on the host loop (a proxy's), else on Trio. `addresses` maps
+        endpoint names to where they listen (a live run names its replicas as the scenario does),
+        `weights` gives each its weight (1 by default)."""
         self.label = label
         self.service = service
         self.observer = observer
@@ -71,16 +75,19 @@ class Upstream:
         self._host = host
         options = tuple({**dict(reconnect_options(health)), **dict(channel_options)}.items())
 
+        where = dict(addresses or {})
+
         def connect(endpoint: str) -> grpc.aio.Channel:
+            address = where.get(endpoint, endpoint)
             if certificates is None:
-                return grpc.aio.insecure_channel(endpoint, options=options)
-            return grpc.aio.secure_channel(endpoint, certificates.credentials(), options=options)
+                return grpc.aio.insecure_channel(address, options=options)
+            return grpc.aio.secure_channel(address, certificates.credentials(), options=options)
 
         self.transport = LiveTransport({e: connect(e) for e in endpoints}, connect, host, certificates is not None)
         self.config = CallerConfig(
             client=label,
             service=service,
-            replicas=tuple(Replica(e) for e in endpoints),
+            replicas=tuple(Replica(e, (weights or {}).get(e, 1)) for e in endpoints),
             balancer=balancer,
             health=health,
             outlier=outlier,

@@ -6,13 +6,13 @@ import bisect
 import itertools
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.events import RequestFinished
 from meshsim.core.scenario import ClientConfig
-from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.timers import Timers
 
 # A closed-loop worker whose call ended at the instant it began (no endpoint was
@@ -75,6 +75,12 @@ class CallFactory:
         )
 
 
+class Calls(Protocol):
+    """What starts a client's calls: a MeshChannel, or what gives a live call its requests first."""
+
+    def start(self, call: CallSpec, on_finished: Callable[[RequestFinished], None] | None = None) -> object: ...
+
+
 class LoadClient:
     """Sends calls from `start` to `stop`, then waits for its calls in flight to end.
 
@@ -85,7 +91,7 @@ class LoadClient:
     def __init__(
         self,
         config: ClientConfig,
-        channel: MeshChannel,
+        channel: Calls,
         timers: Timers,
         streams: Callable[[str], random.Random],
         stop: float,
@@ -99,6 +105,7 @@ class LoadClient:
         self._calls = CallFactory(config, streams("mix"), streams("keys"))
         self._stop = stop
         self._outstanding = 0
+        self._planned = 0.0  # the time the next open-loop arrival is due
         self._idle = trio.Event()
         self.sent = 0
 
@@ -106,7 +113,8 @@ class LoadClient:
         config = self.config
         await trio.sleep_until(config.start)
         if config.rate is not None:
-            self._timers.call_at(config.start + self._rng.expovariate(config.rate), self._arrive)
+            self._planned = config.start + self._rng.expovariate(config.rate)
+            self._timers.call_at(self._planned, self._arrive)
         else:
             assert config.concurrency is not None
             for _ in range(config.concurrency):
@@ -114,18 +122,25 @@ class LoadClient:
         await trio.sleep_until(self._stop)
         await self.wait_idle()
 
+    def stop_sending(self) -> None:
+        """Send nothing more from now on (a run stopped early)."""
+        self._stop = min(self._stop, self._timers.now())
+
     async def wait_idle(self) -> None:
         """Return once the client has stopped sending and none of its calls is in flight."""
         if self._outstanding:
             await self._idle.wait()
 
     def _arrive(self) -> None:
-        now = self._timers.now()
-        if now >= self._stop:
+        # Each arrival is planned from the one before, not from when its timer fired: on a real
+        # clock a late timer must not slow the arrivals down (the simulator's fire on time).
+        planned = self._planned
+        if planned >= self._stop:
             return
         self._send()
         assert self.config.rate is not None
-        self._timers.call_at(now + self._rng.expovariate(self.config.rate), self._arrive)
+        self._planned = planned + self._rng.expovariate(self.config.rate)
+        self._timers.call_at(self._planned, self._arrive)
 
     def _send(self) -> None:
         self._outstanding += 1

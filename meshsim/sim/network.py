@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 import trio
 import trio.lowlevel
@@ -74,3 +75,22 @@ class SimTransport:
             await trio.lowlevel.checkpoint()
             return HealthStatus.UNREACHABLE
         return await self._network.replicas[endpoint].check_health(service)
+
+    async def watch_health(self, endpoint: str, service: str) -> AsyncIterator[HealthStatus]:
+        """grpc.health.v1 Watch as a simulated replica streams it: its status after a probe's time,
+        then again whenever a fault changes it. The stream breaks (ends) when the replica dies or
+        this client is cut from it; a blackholed replica keeps it open and says nothing."""
+        replica = self._network.replicas[endpoint]
+        last = None
+        while True:
+            changed = replica.changed
+            if replica.down or self._network.is_cut(self._client, endpoint):
+                await trio.lowlevel.checkpoint()
+                return
+            status = await replica.check_health(service)
+            if replica.down or self._network.is_cut(self._client, endpoint):
+                return  # it died (or was cut off) while answering: the stream broke
+            if status is not last:
+                yield status
+                last = status
+            await changed.wait()

@@ -96,6 +96,7 @@ class SimReplica:
         self._multiply = 1.0
         self._errors: list[tuple[float, StatusCode, int | None]] = []
         self.cut_from: set[str] = set()  # clients partitioned from it
+        self.changed = trio.Event()  # set (and replaced) whenever a fault begins or ends on it
 
     # --- faults -----------------------------------------------------------------
 
@@ -117,6 +118,8 @@ class SimReplica:
         self._errors = conditions.errors
         self.health_override = conditions.health
         self.cut_from = conditions.cut_from
+        changed, self.changed = self.changed, trio.Event()
+        changed.set()
         if self.down and not was_down:
             self._fail_everything(StatusCode.UNAVAILABLE)
         if was_blackholed and not self.blackholed:

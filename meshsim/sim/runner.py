@@ -14,10 +14,10 @@ from meshsim.core.scenario import Scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.actor import Supervisor
 from meshsim.runtime.assembly import CallerConfig, Replica, Streams, assemble
+from meshsim.runtime.faults import FaultInjector
 from meshsim.runtime.load import LoadClient
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
-from meshsim.sim.faults import FaultInjector
 from meshsim.sim.network import SimNetwork
 from meshsim.sim.scheduler import MockFastForward, deterministic_scheduling
 
@@ -88,7 +88,7 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
             channels.append(caller.channel)
             stop = config.stop if config.stop is not None else scenario.duration
             clients.append(LoadClient(config, caller.channel, timers, caller.streams, stop))
-        supervisor.start(FaultInjector(scenario.faults, network, observer))
+        supervisor.start(FaultInjector(scenario.faults, network.targets, observer))
         # Clients stop sending at their stop time; calls still in flight get `drain`
         # to finish, and whatever is left then ends CANCELLED: no call is lost.
         with trio.move_on_at(scenario.duration + scenario.drain):
