@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from meshsim.cli import main
+from meshsim.core.errors import ConfigError
 from tests.conftest import MINIMAL, ROOT
 
 FAILOVER = str(ROOT / "scenarios/failover.toml")
@@ -92,3 +94,27 @@ def test_unwritable_json_path_exits_2(tmp_path: Path) -> None:
     code, _, err = invoke("run", FAILOVER, "--quiet", "--json", str(tmp_path / "missing-dir" / "r.json"))
     assert code == 2
     assert "cannot write the JSON report" in err
+
+
+def test_a_scenario_too_busy_to_play_live_is_refused_before_it_starts() -> None:
+    code, _, err = invoke("run", str(ROOT / "scenarios" / "p2c.toml"), "--live")
+    assert code == 2
+    assert err.strip().endswith(
+        "asks for about 1,000 calls a second; this machine carries about 400 live (--force to try anyway)"
+    )
+
+
+def test_clients_one_after_another_do_not_add_up_against_the_live_limit(
+    write_scenario: Callable[[str], Path],
+) -> None:
+    from meshsim.core.scenario_loader import load_scenario
+    from meshsim.stage.runner import check_load
+
+    clients = "".join(
+        f'\n[[client]]\nname = "c{n}"\nrate = 300\nstart = "{n * 5}s"\nstop = "{n * 5 + 5}s"\n' for n in range(2)
+    )
+    head = 'schema = "meshsim/v1"\nduration = "10s"\n\n[[service]]\nname = "api"\nreplicas = 2\n'
+    assert check_load(load_scenario(write_scenario(head + clients))) == pytest.approx(300, rel=0.05)
+    overlapping = clients.replace('start = "5s"', 'start = "4s"')
+    with pytest.raises(ConfigError, match="about 600 calls a second"):
+        check_load(load_scenario(write_scenario(head + overlapping)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -76,3 +77,37 @@ def test_a_partition_of_one_client_shows_in_the_replica_table(tmp_path: Path) ->
     assert code == 0
     (row,) = [line for line in out.splitlines() if line.startswith(" api/3")]
     assert "out 20.0 in 30.0" in row
+
+
+def test_a_replica_in_from_the_start_shows_its_first_change(
+    tmp_path: Path, write_scenario: Callable[[str], Path]
+) -> None:
+    path = write_scenario(
+        """
+schema = "meshsim/v1"
+duration = "6s"
+
+[[service]]
+name = "api"
+replicas = 2
+
+[health]
+initial_state = "healthy"
+
+[[client]]
+name = "c"
+rate = 20
+
+[[fault]]
+at = "2s"
+for = "2s"
+action = "kill"
+target = "api/0"
+"""
+    )
+    a = tmp_path / "a.json"
+    code, _, _ = invoke("run", str(path), "--quiet", "--json", str(a))
+    assert code == 0
+    _, out, _ = invoke("compare", str(a), str(a))
+    (row,) = [line for line in out.splitlines() if line.startswith(" api/0")]
+    assert "out 2.0 in 4." in row

@@ -302,3 +302,14 @@ def test_a_watched_replica_is_out_as_it_dies_a_polled_one_after_its_probes(
     _, _, events = simulate(write_scenario, KILLED.format(setting=setting))
     (out,) = [e for e in events if isinstance(e, HealthChanged) and e.endpoint == "api/0" and not e.healthy]
     assert out.at == pytest.approx(2.0 + noticed, abs=0.01)
+
+
+def test_a_watch_outlives_a_blackhole_and_still_sees_the_replica_die(write_scenario: Callable[[str], Path]) -> None:
+    """A hung replica keeps its Watch stream open and silent; once the hang is over the same
+    stream breaks at once when the replica dies, as a live one's does."""
+    blackhole_first = (
+        KILLED.format(setting="") + '\n[[fault]]\nat = "0.5s"\nfor = "0.5s"\naction = "blackhole"\ntarget = "api/0"\n'
+    )
+    _, _, events = simulate(write_scenario, blackhole_first)
+    outs = [e for e in events if isinstance(e, HealthChanged) and e.endpoint == "api/0" and not e.healthy]
+    assert outs[-1].at == pytest.approx(2.0, abs=0.01)

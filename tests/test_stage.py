@@ -3,8 +3,10 @@ simulator, a stop on SIGTERM that leaves nothing behind, and the same verdicts a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from meshsim.core.errors import StartupError
 from meshsim.core.events import AttemptFinished, HealthChanged, RequestFinished
+from meshsim.core.scenario import FaultConfig
 from meshsim.core.scenario_loader import load_scenario
 from meshsim.core.status import StatusCode
+from meshsim.live import bridge
 from meshsim.runtime.observer import Observer
+from meshsim.stage.replica import StagedReplica
 from meshsim.stage.runner import run_live
 from tests.conftest import ROOT
 
@@ -122,8 +128,8 @@ def test_every_fault_means_live_what_it_means_simulated(write_scenario: Callable
     # errors: api/2 fails every call while it lasts (INTERNAL is not retried: no policy).
     failing = [a.status for a in attempts if a.endpoint == "api/2" and 4.1 <= a.started < 5.9]
     assert failing and set(failing) == {StatusCode.INTERNAL}
-    # blackhole: calls to api/0 are held until their deadline, its probes unanswered; a call whose
-    # deadline outlasts the blackhole is answered once it lifts, as in the simulator.
+    # blackhole: calls to api/0 are held until their deadline, its probes unanswered (the calls
+    # started in its last 400 ms outlive it, and are answered once it lifts, as simulated).
     held = [a for a in attempts if a.endpoint == "api/0" and 4.55 <= a.started < 5.05]
     assert held and {a.status for a in held} == {StatusCode.DEADLINE_EXCEEDED}
     # health: api/1 answers NOT_SERVING while it lasts, and is out for both clients at once.
@@ -132,19 +138,60 @@ def test_every_fault_means_live_what_it_means_simulated(write_scenario: Callable
         assert 6.5 <= out[0] <= 6.8 and 7.5 <= back[0] <= 8.0
 
 
-def test_sigterm_stops_the_run_and_reports_it_interrupted(tmp_path: Path) -> None:
+SLOW_CALLS = """\
+schema = "meshsim/v1"
+duration = "30s"
+drain = "10s"
+
+[[service]]
+name = "api"
+replicas = 2
+latency = "3s"
+
+[[client]]
+name = "c"
+concurrency = 4
+deadline = "20s"
+"""
+
+
+@pytest.mark.parametrize(
+    ("after", "signals", "in_flight"),
+    [(0.0, 1, None), (1.5, 1, "OK"), (1.5, 2, "CANCELLED")],
+    ids=["as-it-starts", "once", "twice"],
+)
+def test_sigterm_stops_the_run_reports_it_interrupted_and_leaves_no_replica(
+    write_scenario: Callable[[str], Path], tmp_path: Path, after: float, signals: int, in_flight: str | None
+) -> None:
+    """As the callers connect, or later once (the load stops, the calls in flight drain: 3 s
+    calls, a 10 s drain) or twice (the drain is not waited for, its calls end CANCELLED): the
+    partial report comes out with every call in it, exit 130, every replica's port closed."""
+    path = write_scenario(SLOW_CALLS)
     target = tmp_path / "report.json"
-    command = [*MESHSIM_RUN, "scenarios/failover.toml", "--live", "--json", str(target)]
+    command = [*MESHSIM_RUN, str(path), "--live", "--json", str(target)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)  # the drain is 10 s at most
+    assert process.stderr is not None
+    notice = [process.stderr.readline() for _ in range(2)]  # playing ... live, then the replicas
+    assert notice[0].startswith(f"playing {path} live for 30 s"), notice
+    addresses = notice[1].split(":", 1)[1].split()
+    assert len(addresses) == 2
+    time.sleep(after)
+    for _ in range(signals):
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    out, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "INTERRUPTED" in out
     report = json.loads(target.read_text())
     assert report["mode"] == "live" and report["interrupted"] is True
-    assert 0 < report["totals"]["requests"] < 3000  # a few seconds of a 40 s run
-    assert report["totals"]["by_status"].get("CANCELLED", 0) < 20
+    if in_flight is None:
+        assert report["totals"]["requests"] <= 4
+    else:
+        assert report["totals"]["by_status"] == {in_flight: 4}  # the four workers' first calls
+    for address in addresses:
+        host, port = address.rsplit(":", 1)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=1).close()
 
 
 # Each played both ways; the verdicts must agree. Two at a time: each takes one core.
@@ -181,3 +228,52 @@ def test_shipped_scenarios_give_the_same_verdicts_live_as_simulated(tmp_path: Pa
         verdicts = [(a["name"], a["passed"]) for a in sim["assertions"]]
         assert verdicts == [(a["name"], a["passed"]) for a in played["assertions"]], (name, out)
         assert all(passed for _, passed in verdicts), (name, out)
+
+
+SHORT = """\
+schema = "meshsim/v1"
+duration = "1s"
+drain = "0.5s"
+
+[[service]]
+name = "api"
+replicas = 2
+
+[[client]]
+name = "c"
+rate = 20
+"""
+
+
+def test_live_and_both_together_play_both_ways(tmp_path: Path, write_scenario: Callable[[str], Path]) -> None:
+    path = write_scenario(SHORT)
+    command = [*MESHSIM_RUN, str(path), "--live", "--both", "-q", "--json", str(tmp_path / "out.json")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {p.name for p in tmp_path.glob("out.*.json")} == {"out.sim.json", "out.live.json"}
+
+
+def test_a_replica_that_cannot_start_again_after_a_kill_says_so(write_scenario: Callable[[str], Path]) -> None:
+    scenario = load_scenario(write_scenario(SHORT + '\n[[fault]]\nat = "0s"\naction = "kill"\ntarget = "api/0"\n'))
+    (kill,) = scenario.faults
+
+    async def on_trio_side(change: Callable[[FaultConfig], None]) -> None:
+        change(kill)  # as the fault injector does
+
+    async def main() -> None:
+        replica = StagedReplica(scenario.service("api"), 0, scenario.seed)
+        await replica.start()
+        try:
+            await bridge.guest(on_trio_side, replica.apply)
+            await replica.settle()
+            with socket.socket() as squatter:  # takes its port while it is down
+                squatter.bind((replica.host, replica.port))
+                squatter.listen()
+                await bridge.guest(on_trio_side, replica.clear)
+                with pytest.raises(StartupError, match=rf"replica api/0: cannot listen on 127.0.0.1:{replica.port}"):
+                    await replica.settle()
+        finally:
+            await replica.close()
+
+    asyncio.run(main())

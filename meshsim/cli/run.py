@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import shlex
+import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -59,10 +60,10 @@ def run(
         if not force:
             check_load(scenario)
     runs = []
-    if not live:
+    if both or not live:
         runs.append(_simulate(app, scenario, scenario_path, quiet))
     if live or both:
-        runs.append(_play_live(app, scenario, quiet))
+        runs.append(_play_live(app, scenario, scenario_path, quiet))
     reports = [report for report, _ in runs]
     for report in reports:
         _write_json(app, report, json_path, both)
@@ -99,27 +100,35 @@ def _simulate(app: Application, scenario: Scenario, scenario_path: str, quiet: b
     try:
         report = run_scenario(scenario, progress=progress)
     except Exception as error:
-        # Not the file's fault and not a failed assertion: a bug in meshsim, told apart by its code.
-        cause = _innermost(error)
-        app.abort(
-            f"{scenario_path}: the simulator failed (seed {scenario.seed}): {type(cause).__name__}: {cause}; "
-            "this is a bug in meshsim, please report it with the scenario file",
-            3,
-        )
+        _failed(app, "the simulator", scenario, scenario_path, error)
     finally:
         if progress is not None:
             progress.close()
     return report, time.monotonic() - started
 
 
-def _play_live(app: Application, scenario: Scenario, quiet: bool) -> tuple[Report, float]:
+def _play_live(app: Application, scenario: Scenario, scenario_path: str, quiet: bool) -> tuple[Report, float]:
+    from rich.markup import escape
+
     from meshsim.cli.progress import LiveProgress
+    from meshsim.core.errors import MeshsimError
     from meshsim.stage.runner import run_live
+
+    def playing(replicas: dict[str, list[str]]) -> None:
+        if not quiet:
+            app.errors.print(f"playing {scenario_path} live for {scenario.duration:g} s", soft_wrap=True)
+            for service, addresses in replicas.items():
+                line = textwrap.fill(" ".join(addresses), 78, initial_indent=f"  {service}: ", subsequent_indent="    ")
+                app.errors.print(escape(line), soft_wrap=True)
 
     progress = None if quiet or not app.interactive else LiveProgress(app.console, scenario.duration)
     started = time.monotonic()
     try:
-        report = run_live(scenario, progress=progress)
+        report = run_live(scenario, progress=progress, on_start=playing)
+    except MeshsimError:
+        raise  # the user's to fix (a port, a file): one line, from the root command
+    except Exception as error:
+        _failed(app, "the live run", scenario, scenario_path, error)
     finally:
         if progress is not None:
             progress.close()
@@ -169,6 +178,16 @@ def _judge(report: Report, wall: float, scenario: Scenario, scenario_path: str, 
         f"{len(report.assertions)} assertion(s){interrupted})"
     )
     return True
+
+
+def _failed(app: Application, what: str, scenario: Scenario, scenario_path: str, error: Exception) -> NoReturn:
+    """Not the file's fault and not a failed assertion: a bug in meshsim, told apart by its code."""
+    cause = _innermost(error)
+    app.abort(
+        f"{scenario_path}: {what} failed (seed {scenario.seed}): {type(cause).__name__}: {cause}; "
+        "this is a bug in meshsim, please report it with the scenario file",
+        3,
+    )
 
 
 def _innermost(error: BaseException) -> BaseException:

@@ -19,6 +19,9 @@ import attrs
 from meshsim.core.errors import ConfigError
 from meshsim.core.report import REPORT_SCHEMA
 
+# A client's first health check lands within this of the start (live: channels connecting).
+FIRST_CHECK_WITHIN = 0.5
+
 # name: (what it is, where in the report, relative tolerance or None for an absolute one)
 FIGURES: dict[str, tuple[str, tuple[str, str], bool]] = {
     "success_rate": ("success rate", ("totals", "success_rate"), False),
@@ -178,8 +181,7 @@ def _changes(report: dict[str, Any]) -> dict[str, tuple[tuple[float, bool], ...]
         by_client: dict[str, list[tuple[float, bool]]] = {}
         for t in endpoint.get("health_transitions", []):
             by_client.setdefault(t["client"], []).append((float(t["at_s"]), bool(t["healthy"])))
-        # Each client's first verdict is its first check, not a change.
-        seen = sorted((client, verdicts[1:]) for client, verdicts in by_client.items())
+        seen = sorted((client, _without_first_check(verdicts)) for client, verdicts in by_client.items())
         changes = max(seen, key=lambda item: len(item[1]), default=("", []))[1]
         for ejection in endpoint.get("ejections", []):
             changes.append((float(ejection["at_s"]), False))
@@ -187,6 +189,14 @@ def _changes(report: dict[str, Any]) -> dict[str, tuple[tuple[float, bool], ...]
                 changes.append((float(ejection["returned_at_s"]), True))
         found[endpoint["name"]] = sorted(changes)
     return {name: tuple(changes) for name, changes in found.items()}
+
+
+def _without_first_check(verdicts: list[tuple[float, bool]]) -> list[tuple[float, bool]]:
+    """A client's verdicts less the first check letting a replica in as the run starts, which is
+    not a change (a replica in from the start, `initial_state = "healthy"`, has no such verdict)."""
+    if verdicts and verdicts[0][1] and verdicts[0][0] < FIRST_CHECK_WITHIN:
+        return verdicts[1:]
+    return verdicts
 
 
 def _tolerance(figure: Figure) -> str:

@@ -12,9 +12,10 @@ thread hop per call); docs/live.md keeps the reasons.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import outcome
 import trio
@@ -31,15 +32,22 @@ async def guest(async_fn: Callable[..., Awaitable[T]], *args: Any, clock: trio.a
     """Run `async_fn(*args)` under Trio as a guest of the running asyncio loop, and return what it
     returns (for a host that does asyncio work of its own before and after)."""
     loop = asyncio.get_running_loop()
-    finished: asyncio.Future[outcome.Outcome[T]] = loop.create_future()
+    finished: asyncio.Future[outcome.Outcome[T | None]] = loop.create_future()
+    scope = trio.CancelScope()
+    token: list[trio.lowlevel.TrioToken] = []
 
-    def done(result: outcome.Outcome[T]) -> None:
+    def done(result: outcome.Outcome[T | None]) -> None:
         if not finished.done():
             finished.set_result(result)
 
+    async def main() -> T | None:
+        token.append(trio.lowlevel.current_trio_token())
+        with scope:
+            return await async_fn(*args)
+        return None  # only when the host cancelled the run, and wants no result
+
     trio.lowlevel.start_guest_run(
-        async_fn,
-        *args,
+        main,
         run_sync_soon_threadsafe=loop.call_soon_threadsafe,
         run_sync_soon_not_threadsafe=loop.call_soon,
         done_callback=done,
@@ -47,7 +55,17 @@ async def guest(async_fn: Callable[..., Awaitable[T]], *args: Any, clock: trio.a
         strict_exception_groups=True,
         clock=clock,
     )
-    return (await finished).unwrap()
+    try:
+        return cast("T", (await asyncio.shield(finished)).unwrap())
+    except asyncio.CancelledError:
+        # The host gives up on the run: Trio's side is cancelled and waited for, so that nothing
+        # of it runs on after the host (a second Ctrl-C, a task cancelled).
+        if token:
+            token[0].run_sync_soon(scope.cancel)
+        while not finished.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(finished)
+        raise
 
 
 class RunClock(trio.abc.Clock):

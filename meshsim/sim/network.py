@@ -87,6 +87,9 @@ class SimTransport:
             if replica.down or self._network.is_cut(self._client, endpoint):
                 await trio.lowlevel.checkpoint()
                 return
+            if replica.blackholed:
+                await changed.wait()  # hung: the stream stays open and says nothing until it lifts
+                continue
             status = await replica.check_health(service)
             if replica.down or self._network.is_cut(self._client, endpoint):
                 return  # it died (or was cut off) while answering: the stream broke

@@ -15,6 +15,7 @@ refused and broken, calls failing) is what stopping the server does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 
@@ -22,11 +23,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshsim.core.errors import StartupError
 from meshsim.core.faults import Conditions, conditions_of
 from meshsim.core.scenario import FaultConfig, ServiceConfig
 from meshsim.live import bridge
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.stage.servicer import ScenarioHealth, ScenarioServicer
+
+logger = logging.getLogger(__name__)
 
 _SERVICES = (
     mesh_pb2.DESCRIPTOR.services_by_name["MeshService"].full_name,
@@ -48,6 +52,8 @@ class StagedReplica:
         self._faults: list[FaultConfig] = []
         self._server: grpc.aio.Server | None = None
         self._switching = asyncio.Lock()
+        self._closed = False
+        self._failure: StartupError | None = None
         self._pending: set[asyncio.Future[None]] = set()
         # Told the clients cut from this replica whenever that changes (a partition).
         self.on_cut: Callable[[str, frozenset[str]], None] = lambda replica, clients: None
@@ -62,9 +68,10 @@ class StagedReplica:
         mesh_pb2_grpc.add_MeshServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(_SERVICES, server)
-        port = server.add_insecure_port(f"{self.host}:{self.port}")
-        if port == 0:
-            raise OSError(f"{self.name}: cannot listen on {self.host}:{self.port}")
+        try:
+            port = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError as error:  # grpcio says a port it cannot bind with a bare RuntimeError
+            raise StartupError(f"replica {self.name}: cannot listen on {self.address}: {error}") from None
         self.port = port
         await server.start()
         self._server = server
@@ -73,6 +80,12 @@ class StagedReplica:
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace)
+
+    async def close(self) -> None:
+        """Stop for good: a restart under way (the end of a kill) finishes first, none follows."""
+        async with self._switching:
+            self._closed = True
+            await self.stop(0)
 
     # --- faults (called by the fault injector, on Trio's side) ---------------------------------
 
@@ -105,14 +118,23 @@ class StagedReplica:
             async with self._switching:
                 if down:
                     await self.stop(0)
-                elif self._server is None:
-                    await self.start()
+                elif self._server is None and not self._closed:
+                    try:
+                        await self.start()
+                    except StartupError as error:
+                        # Its port was taken while it was down: the rest of the run goes on
+                        # without it, and the run ends saying so.
+                        logger.error("%s; it stays down", error)
+                        self._failure = error
 
         task = bridge.start(switch(), lambda _: None)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     async def settle(self) -> None:
-        """Wait for kills and restarts under way (asyncio's side)."""
+        """Wait for kills and restarts under way (asyncio's side); StartupError if one could not
+        start the replica again."""
         if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+            await asyncio.gather(*self._pending)
+        if self._failure is not None:
+            raise self._failure
