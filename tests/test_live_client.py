@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -10,13 +13,17 @@ import trio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from meshsim import live
-from meshsim.core.events import AttemptFinished, RequestFinished
+from meshsim.core.breaker import BreakerConfig
+from meshsim.core.errors import ConfigError
+from meshsim.core.events import AttemptFinished, BreakerChanged, RequestFinished
 from meshsim.core.health import HealthConfig
-from meshsim.core.retry import RetryPolicy
+from meshsim.core.policies import CallPolicies
+from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.demo.servicer import MeshServicer, ServerFaults
 from meshsim.live import bridge
+from meshsim.live.config import FileDiscovery
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.runtime.observer import Observer
 from tests.messages import chat, metrics
@@ -207,3 +214,96 @@ def test_health_falls_back_to_check_without_watch() -> None:
             await bridge.wait(server.stop(0))
 
     live.run(main)
+
+
+# --- weights, hash keys and every call policy ----------------------------------------
+
+
+def test_weights_share_calls_three_to_one() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        addresses = [r.address for r in replicas]
+        async with live.GrpcClient(endpoints=addresses, policy="weighted_round_robin", weights=[3, 1]) as client:
+            answered = Counter()
+            for n in range(40):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
+                answered[reply.replica] += 1
+        assert answered == {addresses[0]: 30, addresses[1]: 10}
+
+    with_mesh(check)
+
+
+def test_the_weighted_alias_names_the_same_policy() -> None:
+    client = live.GrpcClient(endpoints=["127.0.0.1:1", "127.0.0.1:2"], policy="weighted", weights=[2, 1])
+    assert client.balancer_config.policy == "weighted_round_robin"
+
+
+def test_a_key_keeps_every_pattern_on_its_replica_under_consistent_hash() -> None:
+    async def check(replicas: list[Replica]) -> None:
+        async with live.GrpcClient(endpoints=[r.address for r in replicas], policy="consistent_hash") as client:
+            homes = set()
+            for n in range(12):
+                key = f"user-{n}"
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=key), key=key)
+                events = [e async for e in client.StreamEvents(mesh_pb2.StreamRequest(count=1), key=key)]
+                summary = await client.CollectMetrics(metrics(), key=key)
+                answers = [m async for m in client.Chat(chat(), key=key)]
+                assert {events[0].replica, summary.replica, answers[0].replica} == {reply.replica}
+                homes.add(reply.replica)
+            assert len(homes) == 2  # twelve keys do not all land on one of two replicas
+
+    with_mesh(check)
+
+
+def test_policies_give_the_client_a_replica_breaker() -> None:
+    observer = Observer()
+    opened: list[BreakerChanged] = []
+    attempts: list[AttemptFinished] = []
+    observer.subscribe(BreakerChanged, opened.append)
+    observer.subscribe(AttemptFinished, attempts.append)
+    breaker = BreakerConfig(window_size=4, minimum_calls=4, failure_rate_threshold=50, wait_duration_in_open=60)
+
+    async def check(replicas: list[Replica]) -> None:
+        replicas[0].faults.error_rate = 1.0  # UNAVAILABLE on every call, health still SERVING
+        policies = CallPolicies(replica_breaker=breaker, retry=RetryPolicy(max_attempts=3, initial_backoff=0.01))
+        async with live.GrpcClient(
+            endpoints=[r.address for r in replicas], policies=policies, observer=observer
+        ) as client:
+            for n in range(20):
+                reply = await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
+                assert reply.replica == replicas[1].address  # retried off the failing replica, then kept off it
+        assert [(b.scope, b.target, b.state) for b in opened] == [("replica", replicas[0].address, "OPEN")]
+        # The failing replica saw the breaker's window of calls; the open breaker kept the rest away.
+        assert sum(a.endpoint == replicas[0].address for a in attempts) == 4
+
+    with_mesh(check)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param({"weights": [3]}, "weights: 1 entries for 2 endpoints", id="length"),
+        pytest.param({"weights": [3, 0]}, "weights[1]: must be a positive integer", id="zero"),
+        pytest.param(
+            {"weights": [1, 1], "discovery": FileDiscovery(Path("endpoints.txt"))},
+            "weights: a discovered endpoint has no weight",
+            id="discovery",
+        ),
+        pytest.param(
+            {"policies": CallPolicies(), "retry_policy": RetryPolicy()},
+            "policies: give either policies or retry_policy and hedging_policy",
+            id="policies-and-retry",
+        ),
+        pytest.param(
+            {"policies": CallPolicies(), "hedging_policy": HedgingPolicy()},
+            "policies: give either policies or retry_policy and hedging_policy",
+            id="policies-and-hedging",
+        ),
+        pytest.param({"policy": "fastest"}, "policy: expected one of round_robin", id="policy"),
+    ],
+)
+def test_bad_client_options_are_one_line_naming_the_option(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        live.GrpcClient(endpoints=["127.0.0.1:1", "127.0.0.1:2"], **options)
+    assert str(error.value).startswith("GrpcClient ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)

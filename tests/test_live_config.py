@@ -207,6 +207,68 @@ discovery = { srv = "_grpc._tcp.orders.internal", nameservers = ["10.0.0.2", "12
     ]
 
 
+def test_weights_and_the_hash_header_in_either_layout(tmp_path: Path) -> None:
+    top = load_live_config(
+        write(
+            tmp_path,
+            "top.toml",
+            """
+[proxy]
+endpoints = ["127.0.0.1:7001", "127.0.0.1:7002"]
+weights = [3, 1]
+
+[balancer]
+policy = "consistent_hash"
+hash_header = "x-user-id"
+""",
+        )
+    )
+    assert top.clusters == (Cluster("mesh.v1.MeshService", ("127.0.0.1:7001", "127.0.0.1:7002"), weights=(3, 1)),)
+    assert (top.balancer.policy, top.balancer.hash_header) == ("consistent_hash", "x-user-id")
+    clusters = load_live_config(
+        write(
+            tmp_path,
+            "clusters.toml",
+            """
+[[proxy.cluster]]
+service = "shop.v1.Orders"
+endpoints = ["127.0.0.1:7001", "127.0.0.1:7002"]
+weights = [1, 2]
+
+[[proxy.cluster]]
+service = "shop.v1.Payments"
+endpoints = ["127.0.0.1:7101"]
+""",
+        )
+    )
+    assert [c.weights for c in clusters.clusters] == [(1, 2), ()]
+    yaml = load_live_config(
+        write(
+            tmp_path,
+            "mesh.yaml",
+            "services:\n"
+            "  - endpoints: [127.0.0.1:7001, 127.0.0.1:7002]\n"
+            "    weights: [3, 1]\n"
+            "  - grpc_service: shop.v1.Payments\n"
+            "    port: 7101\n"
+            "    replicas: 3\n"
+            "    weights: [1, 1, 2]\n"
+            "load_balancer:\n"
+            "  algorithm: ring_hash\n"
+            "  hash_header: x-user-id\n",
+        )
+    )
+    assert [c.weights for c in yaml.clusters] == [(3, 1), (1, 1, 2)]
+    assert (yaml.balancer.policy, yaml.balancer.hash_header) == ("consistent_hash", "x-user-id")
+
+
+def test_for_service_takes_weights_and_checks_them() -> None:
+    config = ProxyConfig.for_service("mesh.v1.MeshService", ("127.0.0.1:7001", "127.0.0.1:7002"), weights=(3, 1))
+    assert config.clusters[0].weights == (3, 1)
+    with pytest.raises(ConfigError, match="weights: 1 entries for 2 endpoints"):
+        ProxyConfig.for_service("mesh.v1.MeshService", ("127.0.0.1:7001", "127.0.0.1:7002"), weights=(3,))
+
+
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
@@ -269,6 +331,51 @@ discovery = { srv = "_grpc._tcp.orders.internal", nameservers = ["10.0.0.2", "12
             "nameserver.toml",
             '[proxy]\ndiscovery = { dns = "a", port = 1, nameservers = ["a:b:c:d:e"] }\n',
             "proxy.discovery.nameservers: expected an array",
+        ),
+        (
+            "weights.toml",
+            '[proxy]\nendpoints = ["a:1", "a:2"]\nweights = [1]\n',
+            "proxy.weights: 1 entries for 2 endpoints",
+        ),
+        (
+            "weight-zero.toml",
+            '[proxy]\nendpoints = ["a:1", "a:2"]\nweights = [1, 0]\n',
+            "proxy.weights[1]: must be a positive integer (at most 1,000,000), got 0",
+        ),
+        (
+            "weight-type.toml",
+            '[proxy]\nendpoints = ["a:1"]\nweights = 3\n',
+            "proxy.weights: expected an array of positive integers, got 3",
+        ),
+        (
+            "weights-discovery.toml",
+            '[proxy]\ndiscovery = { file = "e.txt" }\nweights = [1]\n',
+            "proxy.weights: a discovered endpoint has no weight",
+        ),
+        (
+            "weights-twice.toml",
+            '[proxy]\nendpoints = ["a:1", "a:1"]\nweights = [1, 2]\n',
+            "proxy.weights: a:1 is listed twice in endpoints; a weight belongs to one endpoint",
+        ),
+        (
+            "cluster-weights.toml",
+            '[[proxy.cluster]]\nservice = "s"\nendpoints = ["a:1"]\nweights = [1, 2]\n',
+            "proxy.cluster[0].weights: 2 entries for 1 endpoints",
+        ),
+        (
+            "weights.yaml",
+            "services:\n  - port: 50051\n    replicas: 2\n    weights: [2, -1]\n",
+            "services[0].weights[1]: must be a positive integer (at most 1,000,000), got -1",
+        ),
+        (
+            "hash-header.toml",
+            '[proxy]\nendpoints = ["a:1"]\n[balancer]\nhash_header = "X-User"\n',
+            "balancer.hash_header: expected a lowercase header name",
+        ),
+        (
+            "hash-header.yaml",
+            "services:\n  - port: 50051\nload_balancer:\n  hash_header: session-bin\n",
+            "load_balancer.hash_header: a binary header (-bin) cannot be a hash key",
         ),
     ],
 )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -15,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshsim import live
 from meshsim.core.health import HealthConfig
+from meshsim.core.pickers import BalancerConfig
 from meshsim.demo.server import Replica, ServeConfig, start_replicas, stop_replicas
 from meshsim.live import bridge
 from meshsim.live.config import ProxyConfig
@@ -26,11 +29,11 @@ from tests.messages import chat, metrics
 FAST_HEALTH = HealthConfig(interval=0.1, timeout=0.5, unhealthy_threshold=1, healthy_threshold=1)
 
 
-def through_proxy(check: Callable[[Proxy, list[Replica]], Awaitable[None]], replicas: int = 2) -> None:
+def through_proxy(check: Callable[[Proxy, list[Replica]], Awaitable[None]], replicas: int = 2, **options: Any) -> None:
     async def main() -> None:
         started = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=replicas)))
         config = ProxyConfig.for_service(
-            service="mesh.v1.MeshService", endpoints=tuple(r.address for r in started), health=FAST_HEALTH
+            service="mesh.v1.MeshService", endpoints=tuple(r.address for r in started), health=FAST_HEALTH, **options
         )
         try:
             async with Proxy(config) as proxy:
@@ -139,6 +142,73 @@ def test_a_client_cancelling_cancels_the_replica_call() -> None:
                 await trio.sleep(0.02)
 
     through_proxy(check)
+
+
+def test_weights_share_the_proxy_s_calls_three_to_one() -> None:
+    answered: Counter[str] = Counter()
+    addresses: list[str] = []
+
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        addresses.extend(r.address for r in replicas)
+
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                for n in range(40):
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)), timeout=5)
+                    answered[reply.replica] += 1
+
+        await bridge.wait(client())
+
+    through_proxy(check, balancer=BalancerConfig(policy="weighted_round_robin"), weights=(3, 1))
+    assert answered == {addresses[0]: 30, addresses[1]: 10}
+
+
+def test_consistent_hash_keys_calls_by_the_hash_header() -> None:
+    homes: defaultdict[str, set[str]] = defaultdict(set)
+    unkeyed: set[str] = set()
+
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                for n in range(12):
+                    user = (("x-user-id", f"user-{n}"),)
+                    for _ in range(3):
+                        reply = await stub.Process(mesh_pb2.ProcessRequest(), metadata=user, timeout=5)
+                        homes[f"user-{n}"].add(reply.replica)
+                    # A stream is forwarded on the other path (as a stream): the same header, the same replica.
+                    events = [e async for e in stub.StreamEvents(mesh_pb2.StreamRequest(count=1), metadata=user)]
+                    homes[f"user-{n}"].add(events[0].replica)
+                for _ in range(20):  # no header: a random key each, so these spread
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(), timeout=5)
+                    unkeyed.add(reply.replica)
+
+        await bridge.wait(client())
+
+    through_proxy(check, balancer=BalancerConfig(policy="consistent_hash", hash_header="x-user-id"))
+    assert all(len(replicas) == 1 for replicas in homes.values())
+    assert len(set().union(*homes.values())) == 2  # twelve users do not all live on one of two replicas
+    assert len(unkeyed) == 2
+
+
+def test_consistent_hash_without_a_hash_header_spreads_calls() -> None:
+    answered: set[str] = set()
+
+    async def check(proxy: Proxy, replicas: list[Replica]) -> None:
+        async def client() -> None:
+            async with grpc.aio.insecure_channel(proxy.address) as channel:
+                stub = mesh_pb2_grpc.MeshServiceStub(channel)
+                for _ in range(20):
+                    reply = await stub.Process(mesh_pb2.ProcessRequest(), timeout=5)
+                    answered.add(reply.replica)
+                    events = [e async for e in stub.StreamEvents(mesh_pb2.StreamRequest(count=1))]
+                    answered.add(events[0].replica)
+
+        await bridge.wait(client())
+
+    through_proxy(check, balancer=BalancerConfig(policy="consistent_hash"))
+    assert len(answered) == 2  # not every call hashed to one point
 
 
 async def trio_free_sleep(seconds: float) -> None:

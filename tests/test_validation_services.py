@@ -306,12 +306,43 @@ def test_message_latency_is_checked_like_latency(bad: Callable[..., str]) -> Non
         pytest.param({"ring_size": 0}, "balancer.ring_size: must be at least 1, got 0", id="ring-size"),
         pytest.param({"choices": 0}, "balancer.choices: must be at least 1, got 0", id="choices"),
         pytest.param({"choices": 2.5}, "balancer.choices: expected an integer, got a number 2.5", id="choices-float"),
+        pytest.param(
+            {"hash_header": ":authority"},
+            "balancer.hash_header: a pseudo-header (:authority) cannot be a hash key; name a request header",
+            id="hash-header-pseudo",
+        ),
+        pytest.param(
+            {"hash_header": "user-id-bin"},
+            "balancer.hash_header: a binary header (-bin) cannot be a hash key, got 'user-id-bin'",
+            id="hash-header-bin",
+        ),
+        pytest.param(
+            {"hash_header": "User-Id"},
+            "balancer.hash_header: expected a lowercase header name (a-z, 0-9, '-', '_', '.'), got 'User-Id'",
+            id="hash-header-case",
+        ),
+        pytest.param(
+            {"hash_header": "user id"},
+            "balancer.hash_header: expected a lowercase header name (a-z, 0-9, '-', '_', '.'), got 'user id'",
+            id="hash-header-space",
+        ),
+        pytest.param(
+            {"hash_header": 3},
+            "balancer.hash_header: expected a non-empty string, got an integer 3",
+            id="hash-header-type",
+        ),
         pytest.param({"polcy": "p2c"}, "balancer.polcy: unknown key (did you mean 'policy'?)", id="unknown"),
         pytest.param("p2c", "balancer: expected a table, got a string 'p2c'", id="not-a-table"),
     ],
 )
 def test_bad_balancer(bad: Callable[..., str], balancer: Any, message: str) -> None:
     assert bad(top={"balancer": balancer}) == message
+
+
+def test_a_scenario_takes_hash_header_and_its_keys_still_come_from_the_clients(files: Files) -> None:
+    """The key is the proxy's to read from a header; simulated calls carry `[[client]] keys`."""
+    scenario = files.load(top={"balancer": {"policy": "consistent_hash", "hash_header": "x-user-id"}})
+    assert scenario.balancer.hash_header == "x-user-id"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ where gRPC and Envoy differ (core/presets.py).
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from meshsim.core.breaker import BreakerConfig, ConcurrencyLimit
@@ -45,9 +47,30 @@ def read_balancer(table: Table | None, preset: Preset = DEFAULT) -> BalancerConf
             decay=table.duration("decay", 10.0, positive=True),
             default_rtt=table.duration("default_rtt", 0.030, positive=True),
         ),
+        hash_header=read_hash_header(table),
     )
     table.done()
     return config
+
+
+# gRPC's metadata names (its HTTP/2 spec's Header-Name): what a gRPC client can send and a
+# proxy receive; HTTP/2 field names are lowercase.
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+
+
+def read_hash_header(table: Table, key: str = "hash_header") -> str | None:
+    """The request header whose value is a proxied call's hash key (A76's `request_hash_header`),
+    or None: a lowercase gRPC metadata name, neither a pseudo-header nor a binary (-bin) header."""
+    name: str | None = table.string(key, None)
+    if name is None:
+        return None
+    if name.startswith(":"):
+        table.fail(key, f"a pseudo-header ({name[:48]}) cannot be a hash key; name a request header")
+    if not _HEADER_NAME.fullmatch(name):
+        table.fail(key, f"expected a lowercase header name (a-z, 0-9, '-', '_', '.'), got {shown(name)}")
+    if name.endswith("-bin"):
+        table.fail(key, f"a binary header (-bin) cannot be a hash key, got {shown(name)}")
+    return name
 
 
 def read_health(table: Table | None, preset: Preset = DEFAULT) -> HealthConfig:

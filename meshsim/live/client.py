@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequen
 from types import TracebackType
 from typing import Any
 
+import attrs
 import grpc
 import trio
 
@@ -28,12 +29,12 @@ from meshsim.core.calls import MESH_SERVICE, CallSpec, Pattern
 from meshsim.core.errors import ConfigError, MeshsimError
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
-from meshsim.core.pickers import BalancerConfig
+from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
-from meshsim.live.config import Discovery
+from meshsim.live.config import ALGORITHMS, Discovery, weights_problem
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
 from meshsim.live.status import status_of
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
@@ -74,8 +75,10 @@ class GrpcClient:
         endpoints: Sequence[str] = (),
         *,
         policy: str | BalancerConfig = "round_robin",
+        weights: Sequence[int] | None = None,
         retry_policy: RetryPolicy | None = None,
         hedging_policy: HedgingPolicy | None = None,
+        policies: CallPolicies | None = None,
         health: HealthConfig | None = None,
         outlier_detection: OutlierConfig | None = None,
         name: str = "client",
@@ -86,7 +89,11 @@ class GrpcClient:
         discovery: Discovery | None = None,
         rotation_drain: float = ROTATION_DRAIN,
     ) -> None:
-        """`tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
+        """`policy`: an LB policy's name (or its YAML alias: "weighted", "ring_hash", ...) or a whole
+        BalancerConfig; `weights`: one per endpoint, in order (none: all 1), for the policies that
+        weigh. `policies`: every call policy at once (retries or hedging, throttle, budget, breakers,
+        limits); `retry_policy` and `hedging_policy` are shorthands for the first two.
+        `tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
         change while the client runs are picked up by new connections, and calls on the old ones
         have `rotation_drain` seconds to finish. `discovery`: where to find the endpoints
         (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
@@ -95,8 +102,17 @@ class GrpcClient:
         self.discovery = discovery
         self.service_name = service_name
         self.endpoints = tuple(endpoints)
-        self.balancer_config = policy if isinstance(policy, BalancerConfig) else BalancerConfig(policy=policy)
-        self.policies = CallPolicies(retry=retry_policy, hedging=hedging_policy)
+        self.balancer_config = _balancer(policy)
+        problem = weights_problem(self.endpoints, tuple(weights or ()), discovery)
+        if problem is not None:
+            raise ConfigError(f"GrpcClient {problem[0]}: {problem[1]}")
+        self.weights = dict(zip(self.endpoints, weights or (), strict=False))
+        if policies is not None and (retry_policy is not None or hedging_policy is not None):
+            raise ConfigError(
+                "GrpcClient policies: give either policies or retry_policy and hedging_policy, not both "
+                "(policies has retry and hedging of its own)"
+            )
+        self.policies = policies or CallPolicies(retry=retry_policy, hedging=hedging_policy)
         self.health = health if health is not None else HealthConfig(interval=1.0, timeout=0.5)
         self.outlier = outlier_detection
         self.name = name
@@ -126,6 +142,7 @@ class GrpcClient:
             certificates=self.certificates,
             channel_options=self.channel_options,
             seed=self._rng.random(),
+            weights=self.weights,
         )
         self._transport = upstream.transport
         nursery = await self._background.open()
@@ -228,9 +245,14 @@ class GrpcClient:
     # --- streams, through the mesh until they answer ------------------------------------
 
     async def StreamEvents(
-        self, request: mesh_pb2.StreamRequest, *, timeout: float | None = None, metadata: Metadata = ()
+        self,
+        request: mesh_pb2.StreamRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        key: str | None = None,
     ) -> AsyncIterator[mesh_pb2.Event]:
-        stream = _MeshStream(self, "StreamEvents", Pattern.SERVER_STREAM, timeout, metadata)
+        stream = _MeshStream(self, "StreamEvents", Pattern.SERVER_STREAM, timeout, metadata, key)
         stream.requests.append(request)
         stream.requests.end()
         async with contextlib.aclosing(stream.responses()) as events:
@@ -238,9 +260,14 @@ class GrpcClient:
                 yield event
 
     async def CollectMetrics(
-        self, requests: AsyncIterable[mesh_pb2.Metric], *, timeout: float | None = None, metadata: Metadata = ()
+        self,
+        requests: AsyncIterable[mesh_pb2.Metric],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        key: str | None = None,
     ) -> mesh_pb2.MetricsSummary:
-        stream = _MeshStream(self, "CollectMetrics", Pattern.CLIENT_STREAM, timeout, metadata)
+        stream = _MeshStream(self, "CollectMetrics", Pattern.CLIENT_STREAM, timeout, metadata, key)
         async with contextlib.aclosing(stream.responses(requests)) as summaries:
             answers = [summary async for summary in summaries]
         if len(answers) != 1:
@@ -249,9 +276,14 @@ class GrpcClient:
         return summary
 
     async def Chat(
-        self, requests: AsyncIterable[mesh_pb2.ChatMessage], *, timeout: float | None = None, metadata: Metadata = ()
+        self,
+        requests: AsyncIterable[mesh_pb2.ChatMessage],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        key: str | None = None,
     ) -> AsyncIterator[mesh_pb2.ChatMessage]:
-        stream = _MeshStream(self, "Chat", Pattern.BIDI, timeout, metadata)
+        stream = _MeshStream(self, "Chat", Pattern.BIDI, timeout, metadata, key)
         async with contextlib.aclosing(stream.responses(requests)) as answers:
             async for message in answers:
                 yield message
@@ -264,7 +296,15 @@ class _MeshStream:
     """One streaming call through the mesh: retried or hedged until an attempt answers (its
     requests are replayed to each new attempt), then read from the attempt that answered."""
 
-    def __init__(self, client: GrpcClient, method: str, pattern: Pattern, timeout: float | None, metadata: Metadata):
+    def __init__(
+        self,
+        client: GrpcClient,
+        method: str,
+        pattern: Pattern,
+        timeout: float | None,
+        metadata: Metadata,
+        key: str | None = None,
+    ):
         self.client = client
         self.requests = RequestReplay(size=_size)
         types = _MESH_TYPES.get(method) if client.service_name == MESH_SERVICE else None
@@ -279,6 +319,7 @@ class _MeshStream:
             client=client.name,
             service=client.service_name,
             pattern=pattern,
+            key=key,
             deadline=timeout,
             method=self.invocation.path,
             payload=self.invocation,
@@ -348,6 +389,16 @@ class _MeshStream:
         if self.request_error is not None:
             return f"the request stream failed: {self.request_error!r}"
         return details
+
+
+def _balancer(policy: str | BalancerConfig) -> BalancerConfig:
+    """A policy named as a config file names it (with the YAML layout's aliases), checked now: a
+    misspelt name is an error here, not a balancer that cannot build its picker later."""
+    config = policy if isinstance(policy, BalancerConfig) else BalancerConfig(policy=policy)
+    name = ALGORITHMS.get(config.policy)
+    if name is None:
+        raise ConfigError(f"GrpcClient policy: expected one of {', '.join(POLICIES)}, got {config.policy!r}")
+    return attrs.evolve(config, policy=name)
 
 
 def _serialize(message: Any) -> bytes:

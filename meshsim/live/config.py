@@ -21,6 +21,7 @@ docs/live.md. Either way an unknown key is an error naming it, never ignored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import yaml
 from meshsim.core.addresses import is_address, is_ipv6, join_host_port
 from meshsim.core.breaker import ConcurrencyLimit
 from meshsim.core.calls import MESH_SERVICE
-from meshsim.core.config import Table, check_depth, optional_table, read_text, shown, toml_table
+from meshsim.core.config import MAX_WEIGHT, Table, check_depth, optional_table, read_text, shown, toml_table
 from meshsim.core.errors import ConfigError
 from meshsim.core.health import HealthConfig
 from meshsim.core.outlier import OutlierConfig
@@ -38,6 +39,7 @@ from meshsim.core.pickers import POLICIES, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.policy_config import (
     read_balancer,
+    read_hash_header,
     read_health,
     read_outlier,
     read_policies,
@@ -116,17 +118,50 @@ Discovery = DnsDiscovery | FileDiscovery
 @attrs.frozen
 class Cluster:
     """The replicas of one gRPC service behind the proxy: a fixed list, or where to discover them
-    (then `endpoints`, if any, are used until the first resolution)."""
+    (then `endpoints`, if any, are used until the first resolution). `weights`: one per endpoint,
+    in order (none: all 1), for the policies that weigh (weighted_round_robin, consistent_hash)."""
 
     service: str
     endpoints: tuple[str, ...] = ()
     name: str = ""
     tls: bool = False
     discovery: Discovery | None = None
+    weights: tuple[int, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        # A file's weights are checked as they are read, naming the file; this is for code.
+        problem = weights_problem(self.endpoints, self.weights, self.discovery)
+        if problem is not None:
+            raise ProxyConfigError(f"cluster {self.label}: {problem[0]}: {problem[1]}")
 
     @property
     def label(self) -> str:
         return self.name or self.service
+
+    @property
+    def weight_of(self) -> dict[str, int]:
+        """Each endpoint's weight, by address (Upstream's form; one not in it weighs 1)."""
+        return dict(zip(self.endpoints, self.weights, strict=False))
+
+
+def weights_problem(
+    endpoints: Sequence[str], weights: Sequence[object], discovery: object = None
+) -> tuple[str, str] | None:
+    """What is wrong with `weights` for `endpoints`: the key to name (`weights`, `weights[1]`) and
+    the problem, or None. No weights at all is fine: every endpoint weighs 1."""
+    if not weights:
+        return None
+    if discovery is not None:
+        return "weights", "a discovered endpoint has no weight (weights go with a fixed endpoints list)"
+    if len(weights) != len(endpoints):
+        return "weights", f"{len(weights)} entries for {len(endpoints)} endpoints"
+    for index, weight in enumerate(weights):
+        if type(weight) is not int or not 1 <= weight <= MAX_WEIGHT:
+            return f"weights[{index}]", f"must be a positive integer (at most {MAX_WEIGHT:,}), got {shown(weight)}"
+    repeated = next((e for n, e in enumerate(endpoints) if e in endpoints[:n]), None)
+    if repeated is not None:
+        return "weights", f"{repeated} is listed twice in endpoints; a weight belongs to one endpoint"
+    return None
 
 
 @attrs.frozen
@@ -159,9 +194,11 @@ class ProxyConfig:
     name: str = "proxy"
 
     @classmethod
-    def for_service(cls, service: str, endpoints: tuple[str, ...], **options: Any) -> ProxyConfig:
-        """One service behind the proxy (the common case)."""
-        return cls(clusters=(Cluster(service, tuple(endpoints)),), **options)
+    def for_service(
+        cls, service: str, endpoints: Sequence[str], weights: Sequence[int] = (), **options: Any
+    ) -> ProxyConfig:
+        """One service behind the proxy (the common case); `weights`, if any, one per endpoint."""
+        return cls(clusters=(Cluster(service, tuple(endpoints), weights=tuple(weights)),), **options)
 
 
 class ProxyConfigError(ConfigError):
@@ -187,26 +224,30 @@ def _from_toml(top: Table) -> ProxyConfig:
     if proxy.has("cluster"):
         for table in proxy.tables("cluster"):
             discovery = _discovery(table)
+            endpoints = _endpoints(table, "endpoints", required=discovery is None)
             clusters.append(
                 Cluster(
                     service=table.string("service"),
-                    endpoints=_endpoints(table, "endpoints", required=discovery is None),
+                    endpoints=endpoints,
                     name=table.string("name", ""),
                     discovery=discovery,
+                    weights=_weights(table, endpoints, discovery),
                 )
             )
             table.done()
-        if proxy.has("service") or proxy.has("endpoints") or proxy.has("discovery"):
+        if any(proxy.has(key) for key in ("service", "endpoints", "discovery", "weights")):
             proxy.fail("cluster", "give either service and endpoints or [[proxy.cluster]] tables, not both")
         if not clusters:
             proxy.fail("cluster", "needs at least one [[proxy.cluster]]")
     else:
         discovery = _discovery(proxy)
+        endpoints = _endpoints(proxy, "endpoints", required=discovery is None)
         clusters.append(
             Cluster(
                 proxy.string("service", MESH_SERVICE),
-                _endpoints(proxy, "endpoints", required=discovery is None),
+                endpoints,
                 discovery=discovery,
+                weights=_weights(proxy, endpoints, discovery),
             )
         )
     _unique_services(proxy, clusters)
@@ -254,8 +295,9 @@ def _from_toml(top: Table) -> ProxyConfig:
 
 # --- YAML ----------------------------------------------------------------------------
 
-# The seed's algorithm names, and the spellings of other meshes, for meshsim's policies.
-_ALGORITHMS = {name: name for name in POLICIES} | {
+# The seed's algorithm names, and the spellings of other meshes, for meshsim's policies
+# (GrpcClient's `policy` takes them too).
+ALGORITHMS = {name: name for name in POLICIES} | {
     "least_conn": "least_connections",
     "least_request": "least_connections",
     "weighted": "weighted_round_robin",
@@ -316,6 +358,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
                 name=table.string("name", ""),
                 tls=table.boolean("use_tls", False),
                 discovery=discovery,
+                weights=_weights(table, endpoints, discovery),
             )
         )
         table.done()
@@ -336,8 +379,8 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
     balancer, health = BalancerConfig(), HealthConfig(interval=1.0, timeout=0.5)
     lb = top.table("load_balancer", None)
     if lb is not None:
-        algorithm = lb.choice("algorithm", sorted(_ALGORITHMS), "round_robin")
-        balancer = BalancerConfig(policy=_ALGORITHMS[algorithm])
+        algorithm = lb.choice("algorithm", sorted(ALGORITHMS), "round_robin")
+        balancer = BalancerConfig(policy=ALGORITHMS[algorithm], hash_header=read_hash_header(lb))
         health = attrs.evolve(
             health,
             interval=lb.duration("health_check_interval", health.interval, positive=True),
@@ -430,6 +473,19 @@ def _endpoints(table: Table, key: str, required: bool = True) -> tuple[str, ...]
     for index, item in enumerate(raw):
         if not is_address(item):
             table.fail(f"{key}[{index}]", f'expected "host:port", got {shown(item)}')
+    return tuple(raw)
+
+
+def _weights(table: Table, endpoints: tuple[str, ...], discovery: Discovery | None) -> tuple[int, ...]:
+    """`weights = [3, 1]`: one positive integer per endpoint, in order (none: all 1)."""
+    if not table.has("weights"):
+        return ()
+    raw = table.raw("weights")
+    if not isinstance(raw, list) or not raw:
+        table.fail("weights", f"expected an array of positive integers, got {shown(raw)}")
+    problem = weights_problem(endpoints, raw, discovery)
+    if problem is not None:
+        table.fail(*problem)
     return tuple(raw)
 
 

@@ -12,6 +12,9 @@ a service is SERVING while at least one replica behind it is healthy.
 Methods that reflection says are unary are forwarded as unary calls instead, which
 costs a fraction of a stream on both sides (`reflection.MethodShapes`).
 
+A call's hash key, for the policies that pick by key (consistent_hash), is the value of
+the configured `hash_header` request header, or a random key of the call's own (`_CallKeys`).
+
 grpc.aio calls the handlers on asyncio's side of the thread, and the call path runs
 right there (`bridge.HostHome`): a proxied call never crosses between the loops.
 Health checks, discovery and the balancers' mailboxes are Trio actors.
@@ -20,7 +23,8 @@ Health checks, discovery and the balancers' mailboxes are Trio actors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +36,7 @@ from meshsim.core.addresses import join_host_port, split_host_port
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.errors import StartupError
 from meshsim.core.events import HealthChanged, MembershipChanged, RequestFinished
+from meshsim.core.pickers import REGISTERED, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
@@ -124,6 +129,7 @@ class Proxy:
         self._host: HostHome | None = None
         self._upstreams: list[Upstream] = []
         self._by_service: dict[str, Upstream] = {}
+        self._keys: dict[str, _CallKeys] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._policies: dict[str, CallPolicies] = {}
         self._clients = _ClientShares(config.max_requests_per_client)
@@ -154,6 +160,7 @@ class Proxy:
             certificates=certificates,
             channel_options=grpc_options(config, listener=False),
             host=self._host,
+            weights=cluster.weight_of,
         )
 
     @property
@@ -182,6 +189,7 @@ class Proxy:
         self.address = join_host_port(split_host_port(config.listen)[0], port)
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         self._by_service = {u.service: u for u in self._upstreams}
+        self._keys = {u.service: _CallKeys(config.balancer, u.streams("keys")) for u in self._upstreams}
         self.reflection = reflection.MergedReflection(
             [reflection.Backend(u.service, u.any_channel) for u in self._upstreams]
         )
@@ -275,7 +283,7 @@ class Proxy:
         reading = asyncio.ensure_future(replay.fill(requests))
         upstream = self.route(method)
         # A method reflection did not call unary may have any shape: it counts as bidi.
-        call = _call(upstream, method, Pattern.BIDI, context, invocation)
+        call = self._call(upstream, method, Pattern.BIDI, context, invocation)
         self._start(upstream, call, invocation, self._policies_for(method))
         attempt = None
         try:
@@ -324,7 +332,7 @@ class Proxy:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         upstream = self.route(method)
         invocation = UnaryInvocation(method, request, metadata=await self._admit(context), relay=True)
-        call = _call(upstream, method, Pattern.UNARY, context, invocation)
+        call = self._call(upstream, method, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
 
         def finished(event: RequestFinished) -> None:
@@ -394,19 +402,44 @@ class Proxy:
             self._policies[method] = policies
         return policies
 
+    def _call(
+        self, upstream: Upstream, method: str, pattern: Pattern, context: grpc.aio.ServicerContext, payload: object
+    ) -> CallSpec:
+        """A proxied call as the call path sees it: the caller's deadline travels with it, and its
+        hash key is taken from its metadata."""
+        return CallSpec(
+            client=upstream.label,
+            service=upstream.service,
+            pattern=pattern,
+            key=self._keys[upstream.service].of(context.invocation_metadata() or ()),
+            deadline=context.time_remaining(),
+            method=method,
+            payload=payload,
+        )
 
-def _call(
-    upstream: Upstream, method: str, pattern: Pattern, context: grpc.aio.ServicerContext, payload: object
-) -> CallSpec:
-    """A proxied call as the call path sees it: the caller's deadline travels with it."""
-    return CallSpec(
-        client=upstream.label,
-        service=upstream.service,
-        pattern=pattern,
-        deadline=context.time_remaining(),
-        method=method,
-        payload=payload,
-    )
+
+class _CallKeys:
+    """Where a proxied call's hash key comes from: the value of the `hash_header` request header
+    (gRFC A76's `request_hash_header`, Envoy's header `hash_policy`; several values joined with
+    ","). A call without it, or every call when no header is configured, gets a random key of its
+    own (A76's random hash) under a policy that picks by key: a proxy has no other key to give,
+    and the empty key would send every such call to the one replica that owns it."""
+
+    def __init__(self, balancer: BalancerConfig, rng: random.Random) -> None:
+        self.header = balancer.hash_header
+        policy = REGISTERED.get(balancer.policy)
+        self._random = policy is not None and policy.keyed
+        self._rng = rng
+
+    def of(self, metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
+        header = self.header
+        if header is not None:
+            values = [value for name, value in metadata if name == header and isinstance(value, str)]
+            if values:
+                return ",".join(values)
+        if self._random:
+            return f"{self._rng.getrandbits(64):016x}"
+        return None
 
 
 def _details(event: RequestFinished, attempt: object) -> str:

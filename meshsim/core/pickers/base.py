@@ -26,13 +26,18 @@ class Picker(Protocol):
 @attrs.frozen
 class BalancerConfig:
     """`panic_threshold` is Envoy's: when fewer than that percentage of the endpoints are
-    healthy and not ejected, balance over all of them. 0 (gRPC's behaviour) never panics."""
+    healthy and not ejected, balance over all of them. 0 (gRPC's behaviour) never panics.
+
+    `hash_header` is the request header whose value is a proxied call's hash key (gRFC A76's
+    `request_hash_header`); only the proxy reads it: simulated calls carry their clients' keys,
+    GrpcClient's calls the `key` their caller gives."""
 
     policy: str = "round_robin"
     ring_size: int = 1024
     choices: int = 2
     panic_threshold: float = 0.0
     ewma: PeakEwmaConfig = attrs.field(factory=PeakEwmaConfig)
+    hash_header: str | None = None
 
 
 @attrs.frozen
@@ -51,13 +56,16 @@ class LbPolicy:
     """A load-balancing policy: its name in config files, and how it builds a picker.
 
     `latency`: the policy reads a latency estimate (`Endpoint.latency`), which the balancer
-    then keeps for every endpoint from the call outcomes it is told.
+    then keeps for every endpoint from the call outcomes it is told. `keyed`: the policy picks
+    by the call's key, so a caller that has none to give (a proxied call without the hash
+    header) gives a random one, or every such call would go where the empty key does.
     """
 
     name: str
     build: Callable[[PickerInputs], Picker]
     summary: str
     latency: bool = False
+    keyed: bool = False
 
 
 class EmptyPicker:

@@ -71,4 +71,5 @@ POLICY = LbPolicy(
     "consistent_hash",
     lambda inputs: RingHashPicker(inputs.endpoints, inputs.config.ring_size, inputs.universe),
     "a ring hash: a key stays on its replica while that replica is usable",
+    keyed=True,
 )
