@@ -26,11 +26,21 @@ if TYPE_CHECKING:
     metavar="FIGURE=AMOUNT",
     help="Judge a figure: p50, p99, p999 (relative, e.g. p99=0.5) or success_rate (absolute). Default: p50=0.2.",
 )
+@click.option(
+    "--latency-slack",
+    "latency_slack_ms",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="MS",
+    help="Latency figures this many milliseconds apart are within tolerance whatever the share. Default: 5.",
+)
 @click.pass_obj
-def compare(app: Application, first: str, second: str, tolerances: tuple[str, ...]) -> None:
+def compare(
+    app: Application, first: str, second: str, tolerances: tuple[str, ...], latency_slack_ms: float | None
+) -> None:
     """Compare two JSON reports (sim and live, two seeds, two policies); exit 1 when a verdict
     differs or a judged figure is outside its tolerance."""
-    from meshsim.core.compare import DEFAULT_TOLERANCES, FIGURES, compare, load_report
+    from meshsim.core.compare import DEFAULT_TOLERANCES, FIGURES, LATENCY_SLACK_MS, compare, load_report
 
     judged = dict(DEFAULT_TOLERANCES)
     for text in tolerances:
@@ -43,7 +53,8 @@ def compare(app: Application, first: str, second: str, tolerances: tuple[str, ..
             raise click.BadParameter(
                 f'expected "{name}=0.2" or "{name}=20%", got {text!r}', param_hint="--tolerance"
             ) from None
-    comparison = compare(load_report(first), load_report(second), judged, (first, second))
+    slack = LATENCY_SLACK_MS if latency_slack_ms is None else latency_slack_ms
+    comparison = compare(load_report(first), load_report(second), judged, (first, second), slack)
     app.display(render(comparison))
     if comparison.differences:
         raise SystemExit(1)
@@ -119,6 +130,8 @@ def _judged(figure: Figure) -> str:
     tolerance = figure.tolerance
     assert tolerance is not None
     limit = f"±{tolerance:.0%}" if figure.relative else f"±{tolerance * 100:g}pp"
+    if figure.slack:
+        limit += f"/{figure.slack:g}ms"
     return f"{limit} {'ok' if within else 'off'}"
 
 

@@ -4,7 +4,9 @@ Any two JSON reports compare (sim and live, two seeds, two policies): the assert
 verdicts, the headline figures (success rate, p50/p99/p99.9), each replica's share of
 the calls, and when each replica went out and came back. They differ when a verdict
 differs, or when a figure is further apart than its tolerance allows: p50 within 20 %
-by default, the others judged only when given a tolerance.
+by default, the others judged only when given a tolerance. A latency figure is also
+within when the two are no more than `LATENCY_SLACK_MS` apart: a live call pays gRPC's own
+few milliseconds, which 20 % of a 10 ms service time would call a difference.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ FIGURES: dict[str, tuple[str, tuple[str, str], bool]] = {
     "p999": ("p99.9 ms", ("latency_ms", "p999"), True),
 }
 DEFAULT_TOLERANCES = {"p50": 0.2}
+LATENCY_SLACK_MS = 5.0
 
 
 class ReportError(ConfigError):
@@ -55,6 +58,7 @@ class Figure:
     b: float
     tolerance: float | None  # None: shown, not judged
     relative: bool
+    slack: float = 0.0  # also within when no further apart than this, in the figure's unit
 
     @property
     def difference(self) -> float:
@@ -66,7 +70,7 @@ class Figure:
     def within(self) -> bool | None:
         if self.tolerance is None or math.isnan(self.a) or math.isnan(self.b):
             return None
-        return abs(self.difference) <= self.tolerance
+        return abs(self.difference) <= self.tolerance or abs(self.b - self.a) <= self.slack
 
 
 @attrs.frozen
@@ -119,7 +123,11 @@ def load_report(path: str | Path) -> dict[str, Any]:
 
 
 def compare(
-    a: dict[str, Any], b: dict[str, Any], tolerances: dict[str, float] | None = None, paths: tuple[str, str] = ("", "")
+    a: dict[str, Any],
+    b: dict[str, Any],
+    tolerances: dict[str, float] | None = None,
+    paths: tuple[str, str] = ("", ""),
+    latency_slack_ms: float = LATENCY_SLACK_MS,
 ) -> Comparison:
     tolerances = DEFAULT_TOLERANCES if tolerances is None else tolerances
     verdicts_a = {v["name"]: bool(v["passed"]) for v in a.get("assertions", [])}
@@ -127,7 +135,15 @@ def compare(
     names = list(dict.fromkeys([*verdicts_a, *verdicts_b]))
     verdicts = tuple(Verdict(n, verdicts_a.get(n), verdicts_b.get(n)) for n in names)
     figures = tuple(
-        Figure(name, label, _figure(a, where), _figure(b, where), tolerances.get(name), relative)
+        Figure(
+            name,
+            label,
+            _figure(a, where),
+            _figure(b, where),
+            tolerances.get(name),
+            relative,
+            latency_slack_ms if relative else 0.0,
+        )
         for name, (label, where, relative) in FIGURES.items()
     )
     shares_a, shares_b = _shares(a), _shares(b)
@@ -201,4 +217,6 @@ def _without_first_check(verdicts: list[tuple[float, bool]]) -> list[tuple[float
 
 def _tolerance(figure: Figure) -> str:
     assert figure.tolerance is not None
-    return f"{figure.tolerance:.0%}" if figure.relative else f"{figure.tolerance:g}"
+    if not figure.relative:
+        return f"{figure.tolerance:g}"
+    return f"{figure.tolerance:.0%}" + (f" and {figure.slack:g} ms" if figure.slack else "")

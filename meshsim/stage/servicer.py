@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from meshsim.core.calls import Pattern
+from meshsim.core.calls import MESH_SERVICE, Pattern
 from meshsim.core.faults import Conditions
 from meshsim.core.scenario import ServiceConfig
 from meshsim.core.status import HealthStatus, StatusCode
@@ -179,8 +179,9 @@ class ScenarioServicer(mesh_pb2_grpc.MeshServiceServicer):
 
 
 class ScenarioHealth(health_pb2_grpc.HealthServicer):
-    """grpc.health.v1 as a simulated replica answers probes: SERVING for "" and its own service,
-    SERVICE_UNKNOWN for any other name, a health fault's status while it lasts, nothing while
+    """grpc.health.v1 as a simulated replica answers probes: SERVING for "", its scenario service's
+    name and the gRPC service it serves (a client that knows it by that name, GrpcClient or the
+    proxy, asks for that), SERVICE_UNKNOWN for any other name, a health fault's status while it lasts, nothing while
     blackholed; each answer after the service's probe latency under the latency faults."""
 
     def __init__(self, servicer: ScenarioServicer) -> None:
@@ -194,7 +195,7 @@ class ScenarioHealth(health_pb2_grpc.HealthServicer):
 
     def _status(self, service: str) -> HealthStatus:
         servicer = self._servicer
-        if service not in ("", servicer.service.name):
+        if service not in ("", servicer.service.name, MESH_SERVICE):
             return HealthStatus.SERVICE_UNKNOWN
         return servicer.conditions.health or HealthStatus.SERVING
 
