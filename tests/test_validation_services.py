@@ -115,7 +115,7 @@ def test_duplicate_service_name(bad: Callable[..., str]) -> None:
             "service[0].probe_latency: expected a duration like \"10s\", got 'quick'",
             id="probe-latency",
         ),
-        pytest.param({"replica": 3}, "service[0].replica: unknown key (did you mean 'replicas'?)", id="unknown"),
+        pytest.param({"replcas": 3}, "service[0].replcas: unknown key (did you mean 'replicas'?)", id="unknown"),
         pytest.param({"capcity": 3}, "service[0].capcity: unknown key (did you mean 'capacity'?)", id="capcity"),
     ],
 )

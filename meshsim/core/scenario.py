@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import attrs
@@ -23,6 +24,23 @@ class ScenarioError(ConfigError):
     """A scenario file is invalid; the message names the file and the key path."""
 
 
+# A status mix: each status with the probability that a call fails with it (the sum at most 1).
+ErrorMix = tuple[tuple[StatusCode, float], ...]
+
+
+@attrs.frozen
+class ReplicaOverride:
+    """What one replica does differently from the rest of its service (`[[service.replica]]`); a
+    field left None keeps the service's. Real replicas differ (one on a noisy host, one with a cold
+    cache), and a recording replayed (docs/replay.md) gives each the latency and statuses it was
+    measured with."""
+
+    index: int
+    latency: Distribution | None = None
+    message_latency: Distribution | None = None
+    errors: ErrorMix | None = None
+
+
 @attrs.frozen
 class ServiceConfig:
     name: str
@@ -36,6 +54,10 @@ class ServiceConfig:
     weights: tuple[int, ...] = ()
     probe_latency: float = 0.001
     error_pushback_ms: int | None = None
+    # Several statuses at once (`errors = { UNAVAILABLE = 0.02, INTERNAL = 0.01 }`); when given it
+    # replaces error_rate and error_status, which are its one-status shorthand.
+    errors: ErrorMix = ()
+    overrides: tuple[ReplicaOverride, ...] = ()
 
     def replica_name(self, index: int) -> str:
         return f"{self.name}/{index}"
@@ -43,6 +65,40 @@ class ServiceConfig:
     @property
     def replica_names(self) -> tuple[str, ...]:
         return tuple(self.replica_name(i) for i in range(self.replicas))
+
+    @property
+    def error_mix(self) -> ErrorMix:
+        if self.errors:
+            return self.errors
+        return ((self.error_status, self.error_rate),) if self.error_rate else ()
+
+    def behaviour(self, index: int) -> ServiceConfig:
+        """The service as replica `index` serves it: its own `[[service.replica]]` values in place
+        of the service's (what the simulated replica and the live staged one both read)."""
+        found = next((o for o in self.overrides if o.index == index), None)
+        if found is None:
+            return attrs.evolve(self, overrides=()) if self.overrides else self
+        return attrs.evolve(
+            self,
+            latency=self.latency if found.latency is None else found.latency,
+            message_latency=self.message_latency if found.message_latency is None else found.message_latency,
+            errors=self.errors if found.errors is None else found.errors,
+            error_rate=self.error_rate if found.errors is None else 0.0,
+            overrides=(),
+        )
+
+    def injected_error(self, rng: random.Random) -> StatusCode | None:
+        """The status of the service's own error model for one call, or None: one draw, made only
+        when there is a model (so a service with one status draws exactly as `error_rate` did)."""
+        mix = self.error_mix
+        if not mix:
+            return None
+        point = rng.random()
+        for status, rate in mix:
+            if point < rate:
+                return status
+            point -= rate
+        return None
 
 
 @attrs.frozen
@@ -56,7 +112,13 @@ class KeyDistribution:
 
 @attrs.frozen
 class ClientConfig:
-    """Open loop (`rate`, Poisson arrivals) or closed loop (`concurrency` workers)."""
+    """Open loop (`rate`, Poisson arrivals) or closed loop (`concurrency` workers).
+
+    An open loop may follow a schedule (`rates`): a Poisson rate for each `rate_step` from
+    `start`, none after the last, as a recording's arrivals are replayed. `rate` is then the
+    schedule's mean over the client's active time, so whatever counts calls (the cost estimate,
+    a live run's load check) counts them right.
+    """
 
     name: str
     target: str
@@ -69,6 +131,8 @@ class ClientConfig:
     mix: tuple[tuple[Pattern, float], ...] = ((Pattern.UNARY, 1.0),)
     messages: int = 10
     keys: KeyDistribution | None = None
+    rates: tuple[float, ...] = ()
+    rate_step: float = 1.0
 
 
 @attrs.frozen

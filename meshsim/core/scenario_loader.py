@@ -8,6 +8,7 @@ and their latency, clients, faults and assertions.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 from meshsim.core import cost
@@ -40,8 +41,10 @@ from meshsim.core.scenario import (
     SCOPES,
     AssertionConfig,
     ClientConfig,
+    ErrorMix,
     FaultConfig,
     KeyDistribution,
+    ReplicaOverride,
     Scenario,
     ScenarioError,
     ServiceConfig,
@@ -49,11 +52,20 @@ from meshsim.core.scenario import (
 from meshsim.core.status import StatusCode
 from meshsim.core.units import format_duration
 
+MAX_RATE = 1_000_000.0  # calls a second, of one client
+MAX_RATES = 100_000  # steps of a schedule: a day of seconds fits
+
 
 def load_scenario(path: str | Path) -> Scenario:
     """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
     path = Path(path)
-    scenario = _build(toml_table(path, read_text(path, ScenarioError), ScenarioError))
+    return parse_scenario(read_text(path, ScenarioError), path)
+
+
+def parse_scenario(text: str, path: Path) -> Scenario:
+    """A scenario from its text, checked as a file of that name is (`meshsim replay` builds one
+    this way, so that what it simulates is exactly what `--emit` writes)."""
+    scenario = _build(toml_table(path, text, ScenarioError))
     cost.check(scenario)
     return scenario
 
@@ -151,6 +163,25 @@ def _service(table: Table) -> ServiceConfig:
         weights = (weight,) * replicas
     probe_latency = table.duration("probe_latency", 0.001)
     pushback = table.integer("error_pushback_ms", None, minimum=-MAX_PUSHBACK_MS, maximum=MAX_PUSHBACK_MS)
+    errors = _error_mix(table)
+    if errors is not None:
+        for key in ("error_rate", "error_status"):
+            if table.has(key):
+                table.fail(key, "give either errors or error_rate and error_status, not both")
+    if table.has("replica") and not isinstance(table.raw("replica"), list):
+        # `replica = 3` is far likelier a misspelt `replicas` than a malformed [[service.replica]].
+        table.fail(
+            "replica",
+            f"expected [[service.replica]] tables, got {shown(table.raw('replica'))} (did you mean 'replicas'?)",
+        )
+    overrides = tuple(_override(t, replicas) for t in table.tables("replica"))
+    seen: set[int] = set()
+    for index, override in enumerate(overrides):
+        if override.index in seen:
+            Table(table.file, {}, table.path_of(f"replica[{index}]"), table.error).fail(
+                "index", f"replica {override.index} already has a [[service.replica]] table"
+            )
+        seen.add(override.index)
     table.done()
     return ServiceConfig(
         name=name,
@@ -164,15 +195,67 @@ def _service(table: Table) -> ServiceConfig:
         weights=weights,
         probe_latency=probe_latency,
         error_pushback_ms=pushback,
+        errors=errors or (),
+        overrides=overrides,
     )
+
+
+def _override(table: Table, replicas: int) -> ReplicaOverride:
+    """`[[service.replica]]`: one replica's own latency, message latency or error model."""
+    index = table.integer("index", minimum=0)
+    if index >= replicas:
+        table.fail("index", f"must be below replicas ({replicas}), got {index}")
+    latency = _distribution(table, "latency", None) if table.has("latency") else None
+    message_latency = _distribution(table, "message_latency", None) if table.has("message_latency") else None
+    errors = _error_mix(table)
+    if table.has("error_rate") or table.has("error_status"):
+        if errors is not None:
+            table.fail("error_rate", "give either errors or error_rate and error_status, not both")
+        rate = table.number("error_rate", minimum=0.0, maximum=1.0)
+        status = table.status("error_status", StatusCode.UNAVAILABLE)
+        if status is StatusCode.OK:
+            table.fail("error_status", "an injected error cannot be OK")
+        errors = ((status, rate),) if rate else ()
+    if latency is None and message_latency is None and errors is None:
+        table.fail(None, "changes nothing: give latency, message_latency, error_rate or errors")
+    table.done()
+    return ReplicaOverride(index=index, latency=latency, message_latency=message_latency, errors=errors)
+
+
+def _error_mix(table: Table) -> ErrorMix | None:
+    """`errors = { UNAVAILABLE = 0.02, INTERNAL = 0.01 }`: each status's probability, in file order
+    (None when the table has no `errors`)."""
+    if not table.has("errors"):
+        return None
+    raw = table.raw("errors")
+    if not isinstance(raw, dict):
+        table.fail("errors", f"expected a table like {{ UNAVAILABLE = 0.02 }} (status = probability), got {shown(raw)}")
+    mix = Table(table.file, raw, table.path_of("errors"), table.error)
+    found: dict[StatusCode, float] = {}
+    for key in raw:
+        try:
+            status = StatusCode.parse(str(key))
+        except ValueError:
+            mix.fail(str(key), "expected a gRPC status code like UNAVAILABLE as the key")
+        if status is StatusCode.OK:
+            mix.fail(str(key), "an injected error cannot be OK")
+        if status in found:
+            mix.fail(str(key), f"{status.name} is given twice")
+        found[status] = mix.number(key, minimum=0.0, maximum=1.0)
+    total = math.fsum(found.values())
+    if total > 1.0 + 1e-9:
+        table.fail("errors", f"the probabilities add up to {total:g}, more than 1")
+    mix.done()
+    return tuple((status, rate) for status, rate in found.items() if rate > 0)
 
 
 DISTRIBUTIONS = ("constant", "uniform", "exponential", "normal", "lognormal", "empirical")
 
 
-def _distribution(parent: Table, key: str, default: Distribution) -> Distribution:
+def _distribution(parent: Table, key: str, default: Distribution | None) -> Distribution:
     if not parent.has(key):
         parent.raw(key, None)
+        assert default is not None, "a distribution without a default is read only when given"
         return default
     value = parent.raw(key)
     if not isinstance(value, dict):
@@ -221,10 +304,18 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
         target = table.choice("target", services, services[0])
     else:
         target = table.choice("target", services)
-    rate = table.number("rate", None, above=0.0, maximum=1_000_000.0)
+    rate = table.number("rate", None, above=0.0, maximum=MAX_RATE)
     concurrency = table.integer("concurrency", None, minimum=1, maximum=100_000)
-    if (rate is None) == (concurrency is None):
+    rates = _rates(table)
+    if rates and (rate is not None or concurrency is not None):
+        table.fail("rates", "give either rates (a schedule), rate or concurrency, not two of them")
+    if not rates and (rate is None) == (concurrency is None):
         table.fail(None, "give exactly one of rate (open loop, calls/s) or concurrency (closed loop)")
+    rate_step = 1.0
+    if table.has("rate_step"):
+        if not rates:
+            table.fail("rate_step", "only applies to a schedule (rates)")
+        rate_step = table.duration("rate_step", minimum=0.001)
     think_time = table.duration("think_time", 0.0)
     if think_time and rate is not None:
         table.fail("think_time", "only applies to a closed-loop client (concurrency)")
@@ -235,6 +326,10 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
         table.fail("start", f"{format_duration(start)} is not before the end of the run")
     if stop is not None and not start < stop <= duration:
         table.fail("stop", f"must be after start and at most the duration ({format_duration(duration)})")
+    if rates:
+        rate = _mean_rate(rates, rate_step, start, stop if stop is not None else duration)
+        if rate == 0:
+            table.fail("rates", "has no positive rate between start and stop: the client would send nothing")
     mix: tuple[tuple[Pattern, float], ...] = ((Pattern.UNARY, 1.0),)
     patterns = table.table("patterns", None)
     if patterns is not None:
@@ -271,7 +366,33 @@ def _client(table: Table, services: list[str], duration: float) -> ClientConfig:
         mix=mix,
         messages=messages,
         keys=keys,
+        rates=rates,
+        rate_step=rate_step,
     )
+
+
+def _rates(table: Table) -> tuple[float, ...]:
+    """`rates = [120, 180.5, 0, ...]`: calls a second for each `rate_step` from the client's start."""
+    if not table.has("rates"):
+        return ()
+    raw = table.raw("rates")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_RATES:
+        table.fail("rates", f"expected an array of 1 to {MAX_RATES:,} rates (calls/s), got {shown(raw)}")
+    for index, value in enumerate(raw):
+        if type(value) not in (int, float) or not 0 <= value <= MAX_RATE:
+            table.fail(f"rates[{index}]", f"expected a number of calls/s from 0 to {MAX_RATE:,.0f}, got {shown(value)}")
+    return tuple(float(value) for value in raw)
+
+
+def _mean_rate(rates: tuple[float, ...], step: float, start: float, stop: float) -> float:
+    """The schedule's calls a second on average over [start, stop) (nothing after its last step)."""
+    total = 0.0
+    for index, rate in enumerate(rates):
+        low = start + index * step
+        if low >= stop:
+            break
+        total += rate * (min(low + step, stop) - low)
+    return total / (stop - start)
 
 
 # Every key some fault kind takes: a key of another kind is named as not applying, not as unknown.

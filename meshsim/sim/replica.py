@@ -2,7 +2,8 @@
 
 Calls are timers on the completion queue, not tasks. Rules, so that reports can be
 reasoned about:
-- a call's status is decided when service starts; an error answer takes the same
+- a call's status is decided when service starts (the replica's own error model, from
+  `[[service.replica]]` or its service's, then its faults'); an error answer takes the same
   service time as a success, and carries the pushback configured for that error;
 - a streaming call occupies the replica for `latency + messages * message_latency`; a
   server stream or bidi call that will succeed answers after `latency` (its headers and
@@ -74,6 +75,8 @@ class SimCall:
 class SimReplica:
     def __init__(self, name: str, service: ServiceConfig, index: int, timers: TimerQueue, rng: random.Random) -> None:
         self.name = name
+        # The service as this replica serves it: its own [[service.replica]] values, if any.
+        service = service.behaviour(index)
         self.service = service
         self.index = index
         self._timers = timers
@@ -176,8 +179,9 @@ class SimReplica:
                 seconds += sample(rng)
         seconds = seconds * self._multiply + self._add
         service = self.service
-        if service.error_rate and rng.random() < service.error_rate:
-            sim_call.status = service.error_status
+        injected = service.injected_error(rng)
+        if injected is not None:
+            sim_call.status = injected
             sim_call.pushback = service.error_pushback_ms
         for rate, code, pushback in self._errors:
             if rng.random() < rate and sim_call.status is StatusCode.OK:

@@ -13,9 +13,9 @@ from meshsim.core.report_builder import build_report
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import StatusCode
 from meshsim.runtime.actor import Supervisor
+from meshsim.runtime.arrivals import load_client
 from meshsim.runtime.assembly import CallerConfig, Replica, Streams, assemble
 from meshsim.runtime.faults import FaultInjector
-from meshsim.runtime.load import LoadClient
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
 from meshsim.sim.network import SimNetwork
@@ -87,7 +87,7 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
             )
             channels.append(caller.channel)
             stop = config.stop if config.stop is not None else scenario.duration
-            clients.append(LoadClient(config, caller.channel, timers, caller.streams, stop))
+            clients.append(load_client(config, caller.channel, timers, caller.streams, stop))
         supervisor.start(FaultInjector(scenario.faults, network.targets, observer))
         # Clients stop sending at their stop time; calls still in flight get `drain`
         # to finish, and whatever is left then ends CANCELLED: no call is lost.

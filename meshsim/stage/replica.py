@@ -45,8 +45,11 @@ class StagedReplica:
         self.service = service
         self.host = host
         self.port = 0
-        # The simulator's stream for this replica, so a live run draws as a simulated one does.
-        self.servicer = ScenarioServicer(self.name, service, random.Random(f"{seed}/replica:{self.name}"))
+        # The simulator's stream for this replica, so a live run draws as a simulated one does, and
+        # the service as this replica serves it ([[service.replica]]), as the simulated one does.
+        self.servicer = ScenarioServicer(
+            self.name, service.behaviour(index), random.Random(f"{seed}/replica:{self.name}")
+        )
         self.health = ScenarioHealth(self.servicer)
         self.conditions = Conditions()
         self._faults: list[FaultConfig] = []

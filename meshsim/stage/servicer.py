@@ -1,11 +1,11 @@
 """mesh.v1.MeshService and grpc.health.v1 as a scenario's service behaves: the simulator's rules, for real.
 
 Each call is served as a simulated replica serves it (sim/replica.py), with the same
-random draws for the same purpose: a service time from the service's latency
-distribution (and per streamed message from `message_latency`), under the replica's
-faults (`Conditions`: multiplied, then lengthened); a share of calls failing with the
-service's error model and the faults' errors, decided when service starts and
-answered after the same service time; at most `capacity` calls served at once, up to
+random draws for the same purpose: a service time from the replica's latency
+distribution (the service's, or its own from `[[service.replica]]`; per streamed message
+from `message_latency`), under the replica's faults (`Conditions`: multiplied, then
+lengthened); a share of calls failing with its error model and the faults' errors,
+decided when service starts and answered after the same service time; at most `capacity` calls served at once, up to
 `queue_limit` more waiting in arrival order and the rest refused RESOURCE_EXHAUSTED.
 A server stream or bidi call sends its first message after the first service time
 (committing the caller's call) and one more per message time; a failing one answers
@@ -75,6 +75,9 @@ class Capacity:
 
 
 class ScenarioServicer(mesh_pb2_grpc.MeshServiceServicer):
+    """`service` is the service as this replica serves it (`ServiceConfig.behaviour`): its own
+    latency and error model where `[[service.replica]]` gives it one."""
+
     def __init__(self, replica: str, service: ServiceConfig, rng: random.Random) -> None:
         self.replica = replica
         self.service = service
@@ -93,8 +96,9 @@ class ScenarioServicer(mesh_pb2_grpc.MeshServiceServicer):
         steps = [service.message_latency.sample(rng) for _ in range(messages)] if pattern is not Pattern.UNARY else []
         multiply, add = conditions.multiply, conditions.add
         status, pushback = StatusCode.OK, None
-        if service.error_rate and rng.random() < service.error_rate:
-            status, pushback = service.error_status, service.error_pushback_ms
+        injected = service.injected_error(rng)
+        if injected is not None:
+            status, pushback = injected, service.error_pushback_ms
         for rate, code, code_pushback in conditions.errors:
             if rng.random() < rate and status is StatusCode.OK:
                 status, pushback = code, code_pushback
