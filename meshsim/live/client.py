@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +27,7 @@ import attrs
 import grpc
 import trio
 
+from meshsim.core.call_log import CallRecorder, RecordConfig
 from meshsim.core.calls import MESH_SERVICE, CallSpec, Pattern
 from meshsim.core.errors import ConfigError, MeshsimError
 from meshsim.core.health import HealthConfig
@@ -88,6 +91,7 @@ class GrpcClient:
         tls: TlsFiles | None = None,
         discovery: Discovery | None = None,
         rotation_drain: float = ROTATION_DRAIN,
+        record: str | Path | RecordConfig | CallRecorder | None = None,
     ) -> None:
         """`policy`: an LB policy's name (or its YAML alias: "weighted", "ring_hash", ...) or a whole
         BalancerConfig; `weights`: one per endpoint, in order (none: all 1), for the policies that
@@ -96,7 +100,9 @@ class GrpcClient:
         `tls`: mTLS with this client pair and CA (`TlsFiles.in_dir("certs", "client")`); files that
         change while the client runs are picked up by new connections, and calls on the old ones
         have `rotation_drain` seconds to finish. `discovery`: where to find the endpoints
-        (DnsDiscovery, FileDiscovery), re-resolved while the client runs."""
+        (DnsDiscovery, FileDiscovery), re-resolved while the client runs. `record`: record every
+        call for `meshsim replay` (docs/replay.md): a path or a RecordConfig (the client writes the
+        file while it is open), or a CallRecorder of the caller's, which it only adds its calls to."""
         if not endpoints and discovery is None:
             raise ConfigError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
         self.discovery = discovery
@@ -121,6 +127,10 @@ class GrpcClient:
         self._rng = random.Random(seed)
         # Checked now, so that a bad file is an error here and not a failed handshake later.
         self.certificates = None if tls is None else ClientCertificates(tls, rotation_drain)
+        if isinstance(record, (str, Path)):
+            record = RecordConfig(Path(record))
+        self.record = record
+        self._recorder: CallRecorder | None = None
         self._background = Background()
         self._transport: LiveTransport | None = None
         self._upstream: Upstream | None = None
@@ -129,6 +139,11 @@ class GrpcClient:
     # --- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> GrpcClient:
+        if isinstance(self.record, RecordConfig):
+            self._recorder = self.record.open(wall_clock=time.time, source=f"GrpcClient {self.name}")
+            self._recorder.listen(self.observer)
+        elif isinstance(self.record, CallRecorder):
+            self.record.listen(self.observer)
         self._upstream = upstream = Upstream(
             self.name,
             self.service_name,
@@ -160,8 +175,14 @@ class GrpcClient:
             await self._background.close()
             with trio.CancelScope(shield=True):
                 await upstream.transport.close()
+            self._close_recording()
             raise
         return self
+
+    def _close_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
@@ -171,8 +192,12 @@ class GrpcClient:
         try:
             return await self._background.close(kind, error, traceback)
         finally:
-            with trio.CancelScope(shield=True):
-                await self._transport.close()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._transport.close()
+            finally:
+                # After the last call has ended (aborted ones too), so the file holds every call.
+                self._close_recording()
 
     @property
     def background(self) -> trio.Nursery:

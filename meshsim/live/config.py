@@ -30,6 +30,7 @@ import yaml
 
 from meshsim.core.addresses import is_address, is_ipv6, join_host_port
 from meshsim.core.breaker import ConcurrencyLimit
+from meshsim.core.call_log import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, MIN_MAX_BYTES, RecordConfig, parse_size
 from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.config import MAX_WEIGHT, Table, check_depth, optional_table, read_text, shown, toml_table
 from meshsim.core.errors import ConfigError
@@ -192,6 +193,8 @@ class ProxyConfig:
     # Where Prometheus scrapes /metrics ("host:port"), or nowhere.
     metrics_listen: str | None = None
     name: str = "proxy"
+    # Where every call through the proxy is recorded, for `meshsim replay` (docs/replay.md).
+    record: RecordConfig | None = None
 
     @classmethod
     def for_service(
@@ -287,6 +290,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         keepalive=keepalive,
         mtls=mtls,
         metrics_listen=optional_table(top, "metrics", _metrics),
+        record=optional_table(top, "record", _record),
     )
     proxy.done()
     top.done()
@@ -404,6 +408,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         pool.done()
     mtls = optional_table(top, "mtls", _mtls)
     metrics_listen = optional_table(top, "metrics", _metrics)
+    record = optional_table(top, "record", _record)
     for index, cluster in enumerate(clusters):
         if cluster.tls and mtls is None:
             top.fail(
@@ -419,6 +424,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         idle_timeout=idle_timeout,
         mtls=mtls,
         metrics_listen=metrics_listen,
+        record=record,
         **listener,
     )
 
@@ -429,6 +435,27 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
 def _metrics(table: Table) -> str:
     """`[metrics] listen = "host:port"` (the seed's port, 9090, by default)."""
     return _address(table, "listen", "127.0.0.1:9090")
+
+
+def _record(table: Table) -> RecordConfig:
+    """`[record] path = "calls.rec"` (relative to the config file), `max_bytes` (bytes, or "512MiB"),
+    `max_calls`: every call through the proxy, recorded for `meshsim replay`."""
+    raw_path = table.string("path")
+    path = Path(raw_path)
+    max_bytes = DEFAULT_MAX_BYTES
+    if table.has("max_bytes"):
+        raw = table.raw("max_bytes")
+        try:
+            max_bytes = parse_size(raw)
+        except ValueError:
+            table.fail("max_bytes", f'expected a number of bytes or a size like "512MiB", got {shown(raw)}')
+        if not MIN_MAX_BYTES <= max_bytes <= MAX_MAX_BYTES:
+            table.fail("max_bytes", f"must be from 64KiB to 1TiB ({MIN_MAX_BYTES:,} to {MAX_MAX_BYTES:,} bytes)")
+    return RecordConfig(
+        path=path if path.is_absolute() else table.file.parent / path,
+        max_bytes=max_bytes,
+        max_calls=table.integer("max_calls", None, minimum=1, maximum=2**62),
+    )
 
 
 def _mtls(table: Table) -> MtlsConfig | None:
