@@ -7,6 +7,7 @@ import click
 from meshsim import __version__
 from meshsim.cli.app import Application
 from meshsim.cli.certs import certs
+from meshsim.cli.chaos import chaos
 from meshsim.cli.compare import compare
 from meshsim.cli.live import live_command
 from meshsim.cli.logs import configure_logging
@@ -46,5 +47,6 @@ main.add_command(live_command)
 main.add_command(certs)
 main.add_command(top)
 main.add_command(compare)
+main.add_command(chaos)
 
 __all__ = ["main"]

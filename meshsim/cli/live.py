@@ -10,9 +10,24 @@ from meshsim.cli.app import Application
 @click.command("live")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--listen", metavar="HOST:PORT", help="Listen here instead of where CONFIG says.")
+@click.option(
+    "--admin",
+    "admin_listen",
+    metavar="HOST:PORT",
+    help="Serve the admin endpoint (/metrics, /ready, /clusters, /config, /faults) here, not where [metrics] says.",
+)
+@click.option(
+    "--admin-token",
+    envvar="MESHSIM_ADMIN_TOKEN",
+    help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
+)
 @click.pass_obj
-def live_command(app: Application, config_path: str, listen: str | None) -> None:
-    """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML, or YAML)."""
+def live_command(
+    app: Application, config_path: str, listen: str | None, admin_listen: str | None, admin_token: str | None
+) -> None:
+    """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML, or YAML).
+
+    Its admin endpoint takes faults while it runs (`meshsim chaos`)."""
     import signal
 
     import attrs
@@ -21,6 +36,7 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
     from meshsim.core.addresses import is_address
     from meshsim.core.errors import ConfigError, StartupError
     from meshsim.live import run
+    from meshsim.live.admin import check_listen
     from meshsim.live.config import load_live_config
     from meshsim.live.proxy import Proxy
 
@@ -29,15 +45,23 @@ def live_command(app: Application, config_path: str, listen: str | None) -> None
         if not is_address(listen):
             raise click.BadParameter(f'expected "host:port", got {listen!r}', param_hint="--listen")
         config = attrs.evolve(config, listen=listen)
+    if admin_listen is not None:
+        if not is_address(admin_listen):
+            raise click.BadParameter(f'expected "host:port", got {admin_listen!r}', param_hint="--admin")
+        config = attrs.evolve(config, metrics_listen=admin_listen)
+    if config.metrics_listen is not None:
+        flag = "--admin" if admin_listen is not None else f"{config_path}: [metrics] listen"
+        check_listen(config.metrics_listen, admin_token, flag)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with Proxy(config) as proxy:
+            async with Proxy(config, admin_token=admin_token or None) as proxy:
                 for cluster in config.clusters:
                     where = ", ".join(cluster.endpoints) or (cluster.discovery.source if cluster.discovery else "")
                     click.echo(f"proxying {cluster.service} on {proxy.address} to {where}")
                 if proxy.metrics_address:
                     click.echo(f"metrics on http://{proxy.metrics_address}/metrics")
+                    click.echo(f"admin on http://{proxy.metrics_address}/ (faults: meshsim chaos URL list)")
                 async for _ in signals:
                     break
 

@@ -29,7 +29,24 @@ from meshsim.cli.app import Application
 @click.option("--ca", "ca_file", type=click.Path(dir_okay=False), help="The CA whose clients are accepted.")
 @click.option("--cert", "cert_file", type=click.Path(dir_okay=False), help="The server certificate.")
 @click.option("--key", "key_file", type=click.Path(dir_okay=False), help="The server's private key.")
-@click.option("--metrics", "metrics_listen", metavar="HOST:PORT", help="Serve Prometheus /metrics here (e.g. :9090).")
+@click.option(
+    "--admin",
+    "--metrics",
+    "metrics_listen",
+    metavar="HOST:PORT",
+    help="Serve the admin endpoint here (e.g. :9090): /metrics, /ready, /healthz, /clusters, /config, /faults.",
+)
+@click.option(
+    "--admin-token",
+    envvar="MESHSIM_ADMIN_TOKEN",
+    help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
+)
+@click.option(
+    "--name",
+    default="api",
+    show_default=True,
+    help="The service the replicas are named after in chaos targets (api/0, api/1, ...).",
+)
 @click.option(
     "--keepalive-min-time",
     default="1s",
@@ -52,10 +69,14 @@ def serve(
     cert_file: str | None,
     key_file: str | None,
     metrics_listen: str | None,
+    admin_token: str | None,
+    name: str,
     keepalive_min_time: str,
     reuse_port: bool,
 ) -> None:
-    """Serve mesh.v1.MeshService, grpc.health.v1 and reflection until SIGINT or SIGTERM."""
+    """Serve mesh.v1.MeshService, grpc.health.v1 and reflection until SIGINT or SIGTERM.
+
+    With --admin, faults can be added to single replicas while they serve (`meshsim chaos`)."""
     import asyncio
 
     from meshsim.core.status import StatusCode
@@ -63,6 +84,7 @@ def serve(
     from meshsim.demo.server import Replica, ServeConfig
     from meshsim.demo.server import serve as run_replicas
     from meshsim.demo.servicer import ServerFaults
+    from meshsim.live.admin import check_listen
 
     def duration(option: str, value: str) -> float:
         try:
@@ -90,6 +112,11 @@ def serve(
             cert=Path(cert_file) if cert_file else base.cert,
             key=Path(key_file) if key_file else base.key,
         )
+    listen = _metrics_address(metrics_listen)
+    if listen is not None:
+        check_listen(listen, admin_token, "--admin")
+    if "/" in name or not name:
+        raise click.BadParameter(f"expected a name without '/', got {name!r}", param_hint="--name")
     config = ServeConfig(
         host=host,
         port=port,
@@ -97,7 +124,9 @@ def serve(
         grace=duration("--grace", grace),
         faults=ServerFaults(duration("--latency", latency), error_rate, status),
         tls=tls,
-        metrics_listen=_metrics_address(metrics_listen),
+        metrics_listen=listen,
+        admin_token=admin_token or None,
+        name=name,
         keepalive_min_time=duration("--keepalive-min-time", keepalive_min_time),
         reuse_port=reuse_port,
     )
@@ -108,6 +137,8 @@ def serve(
 
     def announce_metrics(address: str) -> None:
         click.echo(f"metrics on http://{address}/metrics")
+        names = f"{config.name}/0" + (f" to {config.name}/{replicas - 1}" if replicas > 1 else "")
+        click.echo(f"admin on http://{address}/ (chaos targets {names}, in the order above)")
 
     asyncio.run(run_replicas(config, announce, announce_metrics))
     click.echo("stopped")
@@ -123,5 +154,7 @@ def _metrics_address(value: str | None) -> str | None:
     try:
         host, port = split_host_port(written)
     except ValueError:
-        raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint="--metrics") from None
+        raise click.BadParameter(
+            f'expected "host:port" or ":port", got {value!r}', param_hint="--admin/--metrics"
+        ) from None
     return f"{host}:{port}"

@@ -5,6 +5,11 @@
     grpc_endpoint_health{client, service, endpoint}        1 while a caller's balancer counts it healthy
     grpc_endpoint_health{replica, service}                 1 while a replica reports SERVING
     grpc_active_connections{client, service, endpoint}     1 while a caller's channel to it is READY
+    meshsim_faults_applied_total{action}                   chaos faults applied (counter)
+    meshsim_faults_cleared_total{action, reason}           ... and cleared: expired, deleted, cleared
+    meshsim_faults_active{action}                          chaos faults active now
+    meshsim_faults_injected_total{action}                  calls a chaos fault acted on (Envoy's
+                                                           fault.aborts_injected, delays_injected)
 
 CALLER is `client` in a caller's metrics (the proxy, GrpcClient: `live/metrics.py`)
 and `replica` in a demo replica's (`demo/metrics.py`); `meshsim top` reads both
@@ -23,6 +28,10 @@ REQUEST_DURATION = "grpc_request_duration_seconds"
 REQUEST_DURATION_BUCKET = REQUEST_DURATION + "_bucket"  # the histogram's bucket series
 ENDPOINT_HEALTH = "grpc_endpoint_health"
 ACTIVE_CONNECTIONS = "grpc_active_connections"
+FAULTS_APPLIED = "meshsim_faults_applied_total"
+FAULTS_CLEARED = "meshsim_faults_cleared_total"
+FAULTS_ACTIVE = "meshsim_faults_active"
+FAULTS_INJECTED = "meshsim_faults_injected_total"
 
 # Label names.
 CLIENT = "client"
@@ -31,4 +40,6 @@ SERVICE = "service"
 METHOD = "method"
 CODE = "code"
 ENDPOINT = "endpoint"
+ACTION = "action"  # a chaos fault's kind
+REASON = "reason"  # why a chaos fault was cleared
 BUCKET_BOUND = "le"  # Prometheus' own: a histogram bucket's upper bound

@@ -3,30 +3,42 @@
 Shutdown is the orderly kind a load balancer can follow: health goes NOT_SERVING
 first (so health checkers and Kubernetes probes stop sending), then the server stops
 accepting calls and gives the calls in flight `grace` seconds to finish.
+
+Each replica takes chaos faults (demo/chaos.py) from the process's admin endpoint
+(live/admin.py, which also serves /metrics): a kill stops that one replica's server and
+starts it again on the same port when the fault ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import attrs
 import grpc
 import hypercorn.asyncio
-import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from meshsim.core.calls import MESH_SERVICE
+from meshsim.core.chaos import ChaosFault
 from meshsim.core.errors import StartupError
+from meshsim.core.status import HealthStatus
+from meshsim.demo import chaos
+from meshsim.demo.admin import ServeAdmin
 from meshsim.demo.metrics import ServerMetrics
 from meshsim.demo.servicer import MeshServicer, ServerFaults
-from meshsim.live.metrics import http_config
+from meshsim.live.admin import AdminApp, http_config
 from meshsim.live.security import ServerCertificates
-from meshsim.live.status import serving_to_grpc
+from meshsim.live.status import health_to_grpc
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
+
+logger = logging.getLogger(__name__)
 
 
 class ServeError(StartupError):
@@ -42,14 +54,36 @@ class ServeConfig:
     faults: ServerFaults = attrs.field(factory=ServerFaults)
     # mTLS: the server pair and the CA whose clients it accepts (None: plaintext).
     tls: TlsFiles | None = None
-    # Where Prometheus scrapes the replicas' /metrics ("host:port"), or nowhere.
+    # Where the admin endpoint listens ("host:port": /metrics, /faults, ...), or nowhere.
     metrics_listen: str | None = None
+    # The admin endpoint's bearer token (required beyond loopback), or none.
+    admin_token: str | None = attrs.field(default=None, repr=False)
+    # The service the replicas are named after in chaos targets: api/0, api/1, ...
+    name: str = "api"
     # Keepalive pings are welcome this often, with or without calls: a default gRPC server
     # allows one every 5 minutes and answers more with GOAWAY too_many_pings.
     keepalive_min_time: float = 1.0
     # Share the port with other processes listening on it (SO_REUSEPORT): off, so that a second
     # `meshsim serve` on a port in use is an error instead of silently taking half its calls.
     reuse_port: bool = False
+
+
+class _HeldHealth(health.aio.HealthServicer):
+    """grpc.health.v1 that a blackhole holds (a replica that answers nothing answers no probe)."""
+
+    def __init__(self, faults: chaos.ReplicaFaults) -> None:
+        super().__init__()
+        self._faults = faults
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._faults.probe_admitted()
+        return await super().Check(request, context)
+
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await self._faults.probe_admitted()
+        await super().Watch(request, context)  # it writes with context.write
+        return
+        yield  # an async generator, as grpc expects of a server-streaming handler written this way
 
 
 class Replica:
@@ -64,23 +98,41 @@ class Replica:
         metrics: ServerMetrics | None = None,
         keepalive_min_time: float = 1.0,
         reuse_port: bool = False,
+        name: str = "",
     ) -> None:
         self.host = host
         self.requested_port = port
         self.port = 0
+        self.name = name
         self.faults = faults
         self.tls = tls
         self.certificates: ServerCertificates | None = None
-        self.health = health.aio.HealthServicer()
+        self.chaos = chaos.ReplicaFaults(random.Random(f"chaos:{name}:{port}"))
+        self.health = _HeldHealth(self.chaos)
         self.servicer: MeshServicer | None = None
         self.metrics = metrics
         self.keepalive_min_time = keepalive_min_time
         self.reuse_port = reuse_port
         self._server: grpc.aio.Server | None = None
+        self._kills: list[ChaosFault] = []
+        self._health_faults: list[ChaosFault] = []
+        self._switching = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def up(self) -> bool:
+        """Serving calls: started, not stopped, not killed."""
+        return self._server is not None
+
+    @property
+    def serving(self) -> bool:
+        """Up, and its health says SERVING."""
+        return self.up and not self._health_faults
 
     async def start(self) -> None:
         if self.tls is not None:
@@ -101,9 +153,11 @@ class Replica:
             self.port = 0
         if self.port == 0:
             raise ServeError(f"cannot listen on {address}: address in use or not local")
+        self.requested_port = self.port  # a restart after a kill comes back on the same port
         if counting is not None:
             counting.replica = self.address
-        self.servicer = MeshServicer(self.address, self.faults)
+        if self.servicer is None:
+            self.servicer = MeshServicer(self.address, self.faults, chaos=self.chaos)
         mesh_pb2_grpc.add_MeshServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
@@ -114,9 +168,16 @@ class Replica:
         reflection.enable_server_reflection(names, server)
         await server.start()
         self._server = server
+        await self._set_health()
+
+    async def _set_health(self) -> None:
+        """SERVING, or what the latest health fault says instead."""
+        latest = self._health_faults[-1].effect if self._health_faults else None
+        status: HealthStatus = getattr(latest, "status", HealthStatus.SERVING)
+        answer = health_to_grpc(status)
         for service in ("", MESH_SERVICE):
-            await self.health.set(service, serving_to_grpc(serving=True))
-        self._report_health(serving=True)
+            await self.health.set(service, answer)
+        self._report_health(serving=status is HealthStatus.SERVING)
 
     def _options(self) -> tuple[tuple[str, int], ...]:
         return (
@@ -127,13 +188,67 @@ class Replica:
         )
 
     async def stop(self, grace: float) -> None:
-        if self._server is None:
-            return
-        # NOT_SERVING first, for every service name, so that health checkers drain us.
-        await self.health.enter_graceful_shutdown()
-        self._report_health(serving=False)
-        await self._server.stop(grace)
-        self._server = None
+        """Stop for good: a restart under way (the end of a kill) finishes first, none follows."""
+        async with self._switching:
+            self._stopped = True
+            if self._server is None:
+                return
+            # NOT_SERVING first, for every service name, so that health checkers drain us.
+            await self.health.enter_graceful_shutdown()
+            self._report_health(serving=False)
+            await self._server.stop(grace)
+            self._server = None
+
+    # --- chaos (called by the process's fault board) -------------------------------------------
+
+    def apply(self, fault: ChaosFault) -> None:
+        if fault.action == "kill":
+            self._kills.append(fault)
+            if len(self._kills) == 1:
+                self._later(self._kill())
+        elif fault.action == "health":
+            self._health_faults.append(fault)
+            self._later(self._set_health())
+        else:
+            self.chaos.add(fault)
+
+    def clear(self, fault: ChaosFault) -> None:
+        if fault in self._kills:
+            self._kills.remove(fault)
+            if not self._kills:
+                self._later(self._revive())
+        elif fault in self._health_faults:
+            self._health_faults.remove(fault)
+            self._later(self._set_health())
+        else:
+            self.chaos.remove(fault)
+
+    async def _kill(self) -> None:
+        async with self._switching:
+            server, self._server = self._server, None
+            if server is not None:
+                self._report_health(serving=False)
+                await server.stop(0)  # connections break; calls in flight fail UNAVAILABLE
+
+    async def _revive(self) -> None:
+        async with self._switching:
+            if self._server is not None or self._stopped or self._kills:
+                return
+            try:
+                await self.start()
+            except ServeError as error:
+                logger.error("%s (%s) stays down: %s", self.name, self.address, error)
+
+    def _later(self, work: Any) -> None:
+        # asyncio keeps only weak references to tasks: hold each one until it is done.
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for kills, restarts and health changes under way."""
+        while self._pending:
+            await asyncio.gather(*self._pending)
 
     def _report_health(self, serving: bool) -> None:
         if self.metrics is not None:
@@ -155,6 +270,7 @@ async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = No
                 metrics,
                 config.keepalive_min_time,
                 config.reuse_port,
+                name=f"{config.name}/{index}",
             )
             await replica.start()
             replicas.append(replica)
@@ -169,36 +285,38 @@ async def stop_replicas(replicas: Sequence[Replica], grace: float) -> None:
 
 
 async def serve(
-    config: ServeConfig, announce: Callable[[Replica], None], announce_metrics: Callable[[str], None] | None = None
+    config: ServeConfig, announce: Callable[[Replica], None], announce_admin: Callable[[str], None] | None = None
 ) -> None:
-    """Run replicas (and their /metrics) until SIGINT or SIGTERM, then shut them down gracefully."""
+    """Run replicas (and their admin endpoint) until SIGINT or SIGTERM, then shut them down gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = None if config.metrics_listen is None else ServerMetrics()
-    scraping = None
-    if metrics is not None:
-        assert config.metrics_listen is not None
-        try:
-            http, address = http_config(config.metrics_listen)
-        except OSError as error:
-            raise ServeError(f"cannot serve metrics on {config.metrics_listen}: {error.strerror}") from None
-        application = prometheus_client.make_asgi_app(metrics.registry)
-        scraping = asyncio.create_task(hypercorn.asyncio.serve(application, http, shutdown_trigger=stop.wait))
+    serving_admin = None
     try:
+        http = None
+        if config.metrics_listen is not None:
+            try:  # bound before the replicas start: a port in use is an error before anything runs
+                http, address = http_config(config.metrics_listen)
+            except OSError as error:
+                where = config.metrics_listen
+                raise ServeError(f"cannot serve the admin endpoint on {where}: {error.strerror}") from None
         replicas = await start_replicas(config, metrics)
         try:
             for replica in replicas:
                 announce(replica)
-            if metrics is not None and announce_metrics is not None:
-                announce_metrics(address)
+            if http is not None and metrics is not None:
+                admin = AdminApp(ServeAdmin(config, replicas, metrics.registry), config.admin_token)
+                serving_admin = asyncio.create_task(hypercorn.asyncio.serve(admin, http, shutdown_trigger=stop.wait))
+                if announce_admin is not None:
+                    announce_admin(address)
             await stop.wait()
         finally:
             await stop_replicas(replicas, config.grace)
     finally:
         stop.set()
-        if scraping is not None:
-            await scraping
+        if serving_admin is not None:
+            await serving_admin
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

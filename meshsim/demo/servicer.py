@@ -1,52 +1,76 @@
-"""The demo mesh.v1.MeshService: one method per call pattern, with knobs to misbehave on purpose."""
+"""The demo mesh.v1.MeshService: one method per call pattern, with knobs to misbehave on purpose.
+
+`ServerFaults` are the flags `meshsim serve` starts with (every call); `ReplicaFaults`
+the chaos faults added over the admin API while it runs (demo/chaos.py), which act on
+top of them: a latency fault multiplies the flag's latency, then adds its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import grpc
 
+from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.status import StatusCode
+from meshsim.demo.chaos import ReplicaFaults
 from meshsim.live.status import to_grpc
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 
 @attrs.define
 class ServerFaults:
-    """What a replica does to every call: added latency and a share of errors.
-
-    Mutable on purpose: live chaos will change these while the server runs.
-    """
+    """What a replica does to every call: added latency and a share of errors (mutable: a test may
+    make one replica of several slow)."""
 
     latency: float = 0.0
     error_rate: float = 0.0
     error_status: StatusCode = StatusCode.UNAVAILABLE
 
 
+def _ignore(kinds: list[str]) -> None:
+    pass
+
+
 class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
-    def __init__(self, replica: str, faults: ServerFaults, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, replica: str, faults: ServerFaults, rng: random.Random | None = None, chaos: ReplicaFaults | None = None
+    ) -> None:
         self.replica = replica
         self.faults = faults
         self._rng = rng or random.Random(replica)
+        self.chaos = chaos if chaos is not None else ReplicaFaults(self._rng)
         # Calls that reached this servicer (the security tests check that refused peers add none).
         self.calls = 0
+        # Calls a chaos fault acted on, by kind (the admin endpoint counts them).
+        self.on_injected: Callable[[list[str]], None] = _ignore
 
-    async def _misbehave(self, context: grpc.aio.ServicerContext) -> None:
+    async def _misbehave(self, context: grpc.aio.ServicerContext, method: str) -> None:
         self.calls += 1
         faults = self.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
-        if faults.error_rate > 0 and self._rng.random() < faults.error_rate:
-            await context.abort(to_grpc(faults.error_status), f"error injected by {self.replica}")
+        latency, errors = faults.latency, [(faults.error_rate, faults.error_status)]
+        if self.chaos.active:
+            conditions, held, kinds = self.chaos.draw(f"/{MESH_SERVICE}/{method}")
+            if kinds:
+                self.on_injected(kinds)
+            for lifted in held:
+                await lifted.wait()  # a blackhole: the caller's deadline ends it first
+            latency = latency * conditions.multiply + conditions.add
+            errors += [(rate, status) for rate, status, _ in conditions.errors]
+        if latency > 0:
+            await asyncio.sleep(latency)
+        for rate, status in errors:
+            if rate > 0 and self._rng.random() < rate:
+                await context.abort(to_grpc(status), f"error injected by {self.replica}")
 
     async def Process(
         self, request: mesh_pb2.ProcessRequest, context: grpc.aio.ServicerContext
     ) -> mesh_pb2.ProcessResponse:
         remaining = context.time_remaining()
-        await self._misbehave(context)
+        await self._misbehave(context, "Process")
         return mesh_pb2.ProcessResponse(
             request_id=request.request_id,
             result=f"processed {len(request.data)} bytes",
@@ -57,7 +81,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
     async def StreamEvents(
         self, request: mesh_pb2.StreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[mesh_pb2.Event]:
-        await self._misbehave(context)
+        await self._misbehave(context, "StreamEvents")
         kinds = list(request.event_types) or ["event"]
         count = request.count or len(kinds)
         for sequence in range(count):
@@ -72,7 +96,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self, request_iterator: AsyncIterator[mesh_pb2.Metric], context: grpc.aio.ServicerContext
     ) -> mesh_pb2.MetricsSummary:
         values = [metric.value async for metric in request_iterator]
-        await self._misbehave(context)
+        await self._misbehave(context, "CollectMetrics")
         if not values:
             return mesh_pb2.MetricsSummary(replica=self.replica)
         total = sum(values)
@@ -89,7 +113,7 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
         self, request_iterator: AsyncIterator[mesh_pb2.ChatMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[mesh_pb2.ChatMessage]:
         async for message in request_iterator:
-            await self._misbehave(context)
+            await self._misbehave(context, "Chat")
             yield mesh_pb2.ChatMessage(
                 user_id=message.user_id, message=f"echo: {message.message}", replica=self.replica
             )

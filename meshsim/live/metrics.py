@@ -8,25 +8,21 @@
 The two request metrics follow RequestFinished events, as the report does in the
 simulator: every call that ends, ends in exactly one. The two gauges are read from
 the balancers and channels when Prometheus scrapes, so they are never stale and need
-no events of their own. The endpoint is served by hypercorn on Trio, beside the
-proxy's other actors; the dashboard will share it.
+no events of their own. A scrape reads them from the admin endpoint (live/admin.py).
 """
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
-import hypercorn.config
 import hypercorn.trio
 import prometheus_client
 import trio
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from meshsim.core.addresses import join_host_port
 from meshsim.core.events import RequestFinished
 from meshsim.core.metric_names import (
     ACTIVE_CONNECTIONS,
@@ -39,6 +35,7 @@ from meshsim.core.metric_names import (
     REQUESTS_TOTAL,
     SERVICE,
 )
+from meshsim.live.admin import http_config
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.observer import Observer
 
@@ -100,35 +97,11 @@ class MeshMetrics:
         return bytes(prometheus_client.generate_latest(self.registry))
 
     async def serve(self, listen: str, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve /metrics on `listen` ("host:port", port 0 for any) until cancelled; started with the
-        address it got, so that `await nursery.start(metrics.serve, ...)` returns it."""
+        """Serve /metrics alone on `listen` ("host:port", port 0 for any) until cancelled, for a program
+        using GrpcClient; started with the address it got (`await nursery.start(metrics.serve, ...)`)."""
         config, address = http_config(listen)
         task_status.started(address)
         await hypercorn.trio.serve(prometheus_client.make_asgi_app(self.registry), config)
-
-
-def http_config(listen: str) -> tuple[hypercorn.config.Config, str]:
-    """A hypercorn config serving on a socket bound here, and the address it got.
-
-    Binding here makes a taken address a plain OSError at once (hypercorn binds inside
-    nested nurseries and reports it in exception groups) and tells port 0's choice.
-    """
-    host, _, port = listen.rpartition(":")
-    family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
-    listener = socket.socket(family, kind, proto)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(128)  # accepting (queued) from now, before hypercorn's first turn
-    except OSError:
-        listener.close()
-        raise
-    bound = join_host_port(host.strip("[]"), listener.getsockname()[1])
-    config = hypercorn.config.Config()
-    config.bind = [f"fd://{listener.detach()}"]  # hypercorn owns the socket from here
-    config.accesslog = None
-    config.errorlog = None
-    return config, bound
 
 
 class _Upstreams(Collector):

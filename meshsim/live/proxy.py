@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -34,15 +35,20 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from meshsim.core.addresses import join_host_port, split_host_port
 from meshsim.core.calls import CallSpec, Pattern
+from meshsim.core.chaos import FaultBoard
 from meshsim.core.errors import StartupError
 from meshsim.core.events import HealthChanged, MembershipChanged, RequestFinished
 from meshsim.core.pickers import REGISTERED, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
+from meshsim.live.admin import AdminApp, serve_admin
 from meshsim.live.bridge import HostHome
+from meshsim.live.chaos import fault_board
 from meshsim.live.config import Cluster, ProxyConfig, ProxyConfigError
+from meshsim.live.fault_filter import FaultFilter
 from meshsim.live.metrics import MeshMetrics
+from meshsim.live.proxy_admin import ProxyAdmin
 from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.status import serving_to_grpc, status_of, to_grpc
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
@@ -117,7 +123,8 @@ class Proxy:
     answer it (UNIMPLEMENTED, or reflection's answers).
     """
 
-    def __init__(self, config: ProxyConfig, observer: Observer | None = None) -> None:
+    def __init__(self, config: ProxyConfig, observer: Observer | None = None, admin_token: str | None = None) -> None:
+        """`admin_token`: the bearer token the admin endpoint (on `config.metrics_listen`) asks for."""
         if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
             raise ProxyConfigError("the proxy needs replica endpoints or a way to discover them")
         self.config = config
@@ -138,6 +145,10 @@ class Proxy:
         self.shapes = reflection.MethodShapes(cluster.service for cluster in config.clusters)
         self.metrics: MeshMetrics | None = None
         self.metrics_address = ""
+        self._admin_token = admin_token
+        self.faults: FaultFilter | None = None
+        self.board: FaultBoard | None = None
+        self.listening = False
 
     def _upstream(self, cluster: Cluster) -> Upstream:
         config = self.config
@@ -162,6 +173,10 @@ class Proxy:
             host=self._host,
             weights=cluster.weight_of,
         )
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        return list(self._upstreams)
 
     @property
     def balancers(self) -> list[Balancer]:
@@ -212,11 +227,19 @@ class Proxy:
         supervisor = Supervisor(nursery, self.observer)
         for upstream in self._upstreams:
             await upstream.start(supervisor)
+        self.faults = FaultFilter(self._upstreams, self._upstreams[0].streams("chaos"))
+        for upstream in self._upstreams:
+            upstream.transport.faults = self.faults
         if config.metrics_listen is not None:
             self.metrics = MeshMetrics(self.observer)
             self.metrics.watch(self._upstreams)
+            self.board, chaos = fault_board(
+                self.faults.scope(), self.metrics.registry, self.faults.apply, self.faults.clear, "proxy"
+            )
+            self.faults.on_injected = lambda kind: chaos.injected.labels(kind).inc()
+            admin = AdminApp(ProxyAdmin(self, self.metrics.registry, self.board), self._admin_token)
             try:
-                self.metrics_address = await nursery.start(self.metrics.serve, config.metrics_listen)
+                self.metrics_address = await nursery.start(serve_admin, admin, config.metrics_listen)
             except OSError as error:
                 raise StartupError(
                     f"the proxy cannot serve metrics on {config.metrics_listen}: {error.strerror}"
@@ -230,6 +253,7 @@ class Proxy:
                 await upstream.warm()
         await self._learn_shapes()
         await bridge.wait(server.start())
+        self.listening = True
         await self._publish_health()
 
     async def _learn_shapes(self) -> None:
@@ -277,11 +301,12 @@ class Proxy:
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
         metadata = await self._admit(context)
+        upstream = self.route(method)
+        await self._fault_filter(upstream, method, Pattern.BIDI, context)
         client = self._clients.enter(context)
         replay = RequestReplay(self.config.retry_buffer)
         invocation = StreamInvocation(method, replay, metadata)
         reading = asyncio.ensure_future(replay.fill(requests))
-        upstream = self.route(method)
         # A method reflection did not call unary may have any shape: it counts as bidi.
         call = self._call(upstream, method, Pattern.BIDI, context, invocation)
         self._start(upstream, call, invocation, self._policies_for(method))
@@ -331,7 +356,9 @@ class Proxy:
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         upstream = self.route(method)
-        invocation = UnaryInvocation(method, request, metadata=await self._admit(context), relay=True)
+        metadata = await self._admit(context)
+        await self._fault_filter(upstream, method, Pattern.UNARY, context)
+        invocation = UnaryInvocation(method, request, metadata=metadata, relay=True)
         call = self._call(upstream, method, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
 
@@ -361,6 +388,38 @@ class Proxy:
                 return response
         await context.abort(to_grpc(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
+
+    async def _fault_filter(
+        self, upstream: Upstream, method: str, pattern: Pattern, context: grpc.aio.ServicerContext
+    ) -> None:
+        """Chaos on calls as they arrive (Envoy's fault filter): a delay, then perhaps an abort, which
+        ends the call as a recorded call with the fault's status, no replica called."""
+        faults = self.faults
+        if faults is None:
+            return
+        delay, abort = faults.on_call(method, context.invocation_metadata() or ())
+        if not delay and abort is None:
+            return
+        started = time.monotonic()
+        if delay:
+            await asyncio.sleep(delay)
+        if abort is not None:
+            assert self._host is not None
+            now = self._host.now()
+            self.observer.emit(
+                RequestFinished(
+                    upstream.label,
+                    upstream.service,
+                    None,
+                    pattern,
+                    abort,
+                    now - (time.monotonic() - started),
+                    now,
+                    attempts=0,
+                    method=method,
+                )
+            )
+            await context.abort(to_grpc(abort), "meshsim: fault injected by the proxy")
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
         """The metadata a call carries on to a replica, once the call is let in: a call whose

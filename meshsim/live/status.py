@@ -45,6 +45,16 @@ def status_of(error: grpc.aio.AioRpcError) -> StatusCode:
     return _FROM_GRPC[error.code()]
 
 
+def attempt_status(code: grpc.StatusCode) -> StatusCode:
+    """The status of an attempt that ended with `code` before it answered, meshsim not having
+    cancelled it. CANCELLED then means the replica reset the stream: a server that is stopping (or
+    killed) cancels the calls it has not started. That fails the attempt UNAVAILABLE, as the
+    connection's end does for the calls it carried and as Envoy reports an upstream reset, so
+    that retries carry it; gRPC's own client reports it CANCELLED, which nothing retries."""
+    status = _FROM_GRPC[code]
+    return StatusCode.UNAVAILABLE if status is StatusCode.CANCELLED else status
+
+
 def pushback_of(error: grpc.aio.AioRpcError) -> int | None:
     """The server's retry pushback in a failed call's trailers (`pushback_in`)."""
     return pushback_in(error.trailing_metadata())
@@ -66,6 +76,18 @@ def health_from_grpc(serving_status: int) -> HealthStatus:
     """meshsim's health for a grpc.health.v1 `HealthCheckResponse.status`: SERVING, SERVICE_UNKNOWN,
     and NOT_SERVING for the rest (NOT_SERVING, UNKNOWN, anything newer)."""
     return _HEALTH_FROM_GRPC.get(serving_status, HealthStatus.NOT_SERVING)
+
+
+_HEALTH_TO_GRPC: dict[HealthStatus, int] = {
+    HealthStatus.SERVING: _SERVING,
+    HealthStatus.NOT_SERVING: _NOT_SERVING,
+    HealthStatus.SERVICE_UNKNOWN: health_pb2.HealthCheckResponse.SERVICE_UNKNOWN,
+}
+
+
+def health_to_grpc(status: HealthStatus) -> int:
+    """The grpc.health.v1 serving state a server reports for meshsim's health (a health fault's)."""
+    return _HEALTH_TO_GRPC.get(status, _NOT_SERVING)
 
 
 def serving_to_grpc(serving: bool) -> int:

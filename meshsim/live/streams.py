@@ -28,7 +28,7 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
 from meshsim.live.config import RETRY_BUFFER_BYTES
-from meshsim.live.status import from_grpc, pushback_in, status_of
+from meshsim.live.status import attempt_status, pushback_in
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.transport import OnDone
 
@@ -297,8 +297,8 @@ async def _first_answer(call: Any) -> tuple[StatusCode, str, Any] | None:
         code = await call.code()
         if code == grpc.StatusCode.OK:
             return None
-        return from_grpc(code), await call.details() or "", await call.trailing_metadata()
+        return attempt_status(code), await call.details() or "", await call.trailing_metadata()
     except asyncio.CancelledError:
         return StatusCode.CANCELLED, "cancelled by meshsim", ()
     except grpc.aio.AioRpcError as error:
-        return status_of(error), error.details() or "", error.trailing_metadata()
+        return attempt_status(error.code()), error.details() or "", error.trailing_metadata()

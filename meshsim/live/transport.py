@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import grpc
@@ -24,8 +24,11 @@ from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.live import bridge
 from meshsim.live.bridge import Home
 from meshsim.live.reachability import Reachability
-from meshsim.live.status import health_from_grpc, pushback_of, status_of
+from meshsim.live.status import attempt_status, health_from_grpc, pushback_of
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnAnswer, OnDone, WatchUnsupported
+
+if TYPE_CHECKING:
+    from meshsim.live.fault_filter import FaultFilter
 
 
 class Invocation(Protocol):
@@ -73,7 +76,7 @@ class UnaryInvocation:
                 attempt.details = error.details() or ""
                 attempt.initial_metadata = error.initial_metadata() or ()
                 attempt.trailing_metadata = error.trailing_metadata() or ()
-                on_done(status_of(error), pushback_of(error))
+                on_done(attempt_status(error.code()), pushback_of(error))
             else:
                 attempt.details = f"{type(error).__name__}: {error}"
                 on_done(StatusCode.INTERNAL, None)
@@ -128,6 +131,8 @@ class LiveTransport:
         # their way go on.
         self._cut: set[str] = set()
         self._watches: dict[str, set[grpc.aio.UnaryStreamCall]] = {}
+        # Chaos faults on single endpoints (a proxy's): attempts delayed or failed in the replica's place.
+        self.faults: FaultFilter | None = None
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
@@ -173,6 +178,11 @@ class LiveTransport:
         channel = self.channels.get(endpoint)
         if channel is None or endpoint in self._cut:
             raise EndpointGone(endpoint)
+        faults = self.faults
+        if faults is not None:
+            conditions = faults.on_attempt(endpoint)
+            if conditions is not None:
+                return faults.faulted_attempt(conditions, deadline_at, functools.partial(start, channel), on_done, home)
         attempt: AttemptHandle = start(channel, timeout, on_done, home)
         return attempt
 

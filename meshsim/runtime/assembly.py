@@ -62,7 +62,7 @@ class Streams:
 
     A stream is `random.Random(f"{seed}/{client}/{service}/{purpose}")` (text seeds are
     hashed with SHA-512, so PYTHONHASHSEED does not reach them). Purposes: `picker`,
-    `outlier`, `backoff`, `health/{endpoint}`, `arrivals`, `mix`, `keys`.
+    `outlier`, `backoff`, `health/{endpoint}`, `arrivals`, `mix`, `keys`, `chaos`.
     """
 
     def __init__(self, seed: object, client: str, service: str) -> None:

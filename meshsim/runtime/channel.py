@@ -221,6 +221,11 @@ class MeshChannel:
             return next((e for e in avoid if balancer.usable(e) and e.in_flight < cap), None)
         return endpoint
 
+    def breaker_state(self, endpoint: str) -> BreakerState | None:
+        """The state of `endpoint`'s breaker (None: no breaker, or none called yet)."""
+        breaker = self._replica_breakers.get(endpoint)
+        return None if breaker is None else breaker.state
+
     def replica_permit(self, endpoint: Endpoint, now: float) -> int | None:
         """May an attempt go to `endpoint` now? The permit (its breaker's generation, or NO_BREAKER),
         or None when the replica's breaker refuses."""
