@@ -11,6 +11,7 @@ from meshsim.cli.chaos import chaos
 from meshsim.cli.compare import compare
 from meshsim.cli.live import live_command
 from meshsim.cli.logs import configure_logging
+from meshsim.cli.replay import replay
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
 from meshsim.cli.top import top
@@ -47,6 +48,7 @@ main.add_command(live_command)
 main.add_command(certs)
 main.add_command(top)
 main.add_command(compare)
+main.add_command(replay)
 main.add_command(chaos)
 
 __all__ = ["main"]
