@@ -187,12 +187,15 @@ def test_several_services_and_clients_and_names_of_any_kind(tmp_path: Path) -> N
             recorder.record(event)
     derivation = derive(read_call_log(path))
     scenario = parse_scenario(derivation.text, tmp_path / "derived.toml")
-    assert [s.name for s in scenario.services] == ["shop.v1.Cart", 'we"ird\nname__x']
+    # Services by the last part of their gRPC name, never with '/' or ':' (replica names have them).
+    assert [s.name for s in scenario.services] == ["Cart", 'we"ird\nname__x']
     assert [(c.name, c.target) for c in scenario.clients] == [
-        ("batch", "shop.v1.Cart"),
-        ("web@shop.v1.Cart", "shop.v1.Cart"),
+        ("batch", "Cart"),
+        ("web@Cart", "Cart"),
         ('web@we"ird\nname__x', 'we"ird\nname__x'),
     ]
+    assert "[[service]]  # was shop.v1.Cart" in derivation.text
+    assert '[[service]]  # was we"ird?name:/x' in derivation.text
     assert "20 calls of services no call of which reached a replica are left out" in derivation.notes
 
 
@@ -362,3 +365,16 @@ def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(tmp
         assert runs[policy]["latency_ms"]["p99"] < round_robin / 4, (policy, out)
     assert document["lowest_p99"] in LOAD_AWARE
     assert "lowest p99: " in out
+
+
+def test_services_of_one_short_name_stay_apart(tmp_path: Path) -> None:
+    events = [
+        RequestFinished("web", service, f"10.0.0.{n}:80", Pattern.UNARY, StatusCode.OK, 0.1 * n, 0.1 * n + 0.01)
+        for n, service in enumerate(["shop.v1.Cart", "shop.v2.Cart", "shop.v1.Cart"])
+    ]
+    path = tmp_path / "calls.rec"
+    with CallRecorder.open(path) as recorder:
+        for event in events:
+            recorder.record(event)
+    derivation = derive(read_call_log(path))
+    assert [name for name, _ in derivation.replicas] == ["Cart/0", "Cart/1", "Cart-2/0"]

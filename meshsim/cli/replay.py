@@ -234,10 +234,10 @@ def render(
     if log.wall_start is not None:
         from datetime import UTC, datetime
 
-        when = f", from {datetime.fromtimestamp(log.wall_start, tz=UTC):%Y-%m-%d %H:%M:%S} UTC"
-    header = Text.assemble(("replay ", "bold"), (recording, "bold"))
+        when = f"  (recorded from {datetime.fromtimestamp(log.wall_start, tz=UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    header = Text.assemble(("replay ", "bold"), (recording, "bold"), when)
     summary = Text(
-        f"{derivation.calls:,} calls over {derivation.span:.1f} s{when}  ·  seed {seed}  ·  replayed in {took:.1f} s"
+        f"{derivation.calls:,} calls over {derivation.span:.1f} s  ·  seed {seed}  ·  replayed in {took:.1f} s"
     )
     named = [f"{name} = {recorded}" for name, recorded in derivation.replicas]
     if len(named) > NAMED_REPLICAS:

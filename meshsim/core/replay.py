@@ -201,8 +201,10 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 
 def _scenario_name(name: str, taken: set[str]) -> str:
-    """A recorded name as a scenario service's (no '/' or ':'), distinct from the names taken."""
-    base = re.sub(r"[/:]", "_", name).strip("_") or "service"
+    """A recorded name as a scenario service's: the last part of a gRPC name ("mesh.v1.MeshService"
+    is "MeshService", as short as a scenario's replica names want), no '/' or ':', distinct from
+    the names taken."""
+    base = re.sub(r"[/:]", "_", name.rsplit(".", 1)[-1]).strip("_") or "service"
     chosen, n = base, 2
     while chosen in taken:
         chosen, n = f"{base}-{n}", n + 1
@@ -337,7 +339,8 @@ def derive(
         pooled = [d for durations in every for d in durations] or [log.duration[i] for i in keep]
         body += [
             "",
-            "[[service]]",
+            "[[service]]"
+            + (f"  {_comment(f'was {log.services[service]}')}" if service_name != log.services[service] else ""),
             f'name = "{_escaped(service_name)}"',
             f"replicas = {len(ordered)}",
             f"latency = {_distribution(pooled, levels)}",
