@@ -21,9 +21,21 @@ from meshsim.cli.app import Application
     envvar="MESHSIM_ADMIN_TOKEN",
     help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
 )
+@click.option(
+    "--record",
+    "record_path",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="Record every call to PATH for `meshsim replay` (as [record] in CONFIG; its limits apply).",
+)
 @click.pass_obj
 def live_command(
-    app: Application, config_path: str, listen: str | None, admin_listen: str | None, admin_token: str | None
+    app: Application,
+    config_path: str,
+    listen: str | None,
+    admin_listen: str | None,
+    admin_token: str | None,
+    record_path: str | None,
 ) -> None:
     """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML, or YAML).
 
@@ -45,6 +57,13 @@ def live_command(
         if not is_address(listen):
             raise click.BadParameter(f'expected "host:port", got {listen!r}', param_hint="--listen")
         config = attrs.evolve(config, listen=listen)
+    if record_path is not None:
+        from pathlib import Path
+
+        from meshsim.core.call_log import RecordConfig
+
+        limits = config.record or RecordConfig(Path(record_path))
+        config = attrs.evolve(config, record=attrs.evolve(limits, path=Path(record_path)))
     if admin_listen is not None:
         if not is_address(admin_listen):
             raise click.BadParameter(f'expected "host:port", got {admin_listen!r}', param_hint="--admin")
@@ -59,6 +78,8 @@ def live_command(
                 for cluster in config.clusters:
                     where = ", ".join(cluster.endpoints) or (cluster.discovery.source if cluster.discovery else "")
                     click.echo(f"proxying {cluster.service} on {proxy.address} to {where}")
+                if proxy.recorder is not None:
+                    click.echo(f"recording calls to {proxy.recorder.path}")
                 if proxy.metrics_address:
                     click.echo(f"metrics on http://{proxy.metrics_address}/metrics")
                     click.echo(f"admin on http://{proxy.metrics_address}/ (faults: meshsim chaos URL list)")

@@ -34,6 +34,7 @@ import trio
 from grpc_health.v1 import health, health_pb2_grpc
 
 from meshsim.core.addresses import join_host_port, split_host_port
+from meshsim.core.call_log import CallLogError, CallRecorder
 from meshsim.core.calls import CallSpec, Pattern
 from meshsim.core.chaos import FaultBoard
 from meshsim.core.errors import StartupError
@@ -146,6 +147,7 @@ class Proxy:
         self.metrics: MeshMetrics | None = None
         self.metrics_address = ""
         self._admin_token = admin_token
+        self.recorder: CallRecorder | None = None
         self.faults: FaultFilter | None = None
         self.board: FaultBoard | None = None
         self.listening = False
@@ -202,6 +204,21 @@ class Proxy:
         if port == 0:
             raise StartupError(f"the proxy cannot listen on {config.listen}")
         self.address = join_host_port(split_host_port(config.listen)[0], port)
+        if config.record is not None:
+            record = config.record
+            assert self._host is not None
+            try:
+                self.recorder = CallRecorder.open(
+                    record.path,
+                    max_bytes=record.max_bytes,
+                    max_calls=record.max_calls,
+                    wall_clock=time.time,
+                    clock=self._host.now,  # the call path's clock: calls end on the host loop
+                    source=f"proxy {config.name}",
+                )
+            except CallLogError as error:
+                raise StartupError(str(error)) from None
+            self.recorder.listen(self.observer)
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         self._by_service = {u.service: u for u in self._upstreams}
         self._keys = {u.service: _CallKeys(config.balancer, u.streams("keys")) for u in self._upstreams}
@@ -214,6 +231,8 @@ class Proxy:
         except BaseException:
             # The nursery closes outside any scope opened after it (trio requires it).
             await self._background.close()
+            if self.recorder is not None:
+                self.recorder.close()
             with trio.CancelScope(shield=True):
                 await bridge.wait(server.stop(0))
                 for upstream in self._upstreams:
@@ -278,6 +297,8 @@ class Proxy:
         try:
             return await self._background.close(*exc_info)
         finally:
+            if self.recorder is not None:
+                self.recorder.close()  # after the last call has ended
             with trio.CancelScope(shield=True):
                 for upstream in self._upstreams:
                     await upstream.transport.close()
