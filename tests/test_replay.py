@@ -322,12 +322,59 @@ RATE = 300.0
 LOAD_SECONDS = 3.0
 
 
-@pytest.mark.slow
-def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(tmp_path: Path) -> None:
-    """Real replicas on loopback, one of them 2 s slow; GrpcClient calls them round robin for 3 s
-    and records every call; the replay then simulates each policy on exactly that traffic."""
-    from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
+async def through_grpc_client(addresses: list[str], path: Path) -> None:
+    """RATE calls a second for LOAD_SECONDS, open loop, from GrpcClient (round robin), recorded."""
     from meshsim.pb.v1 import mesh_pb2
+
+    async with live.GrpcClient(endpoints=addresses, record=path) as client:
+
+        async def one(n: int) -> None:
+            await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
+
+        async with trio.open_nursery() as nursery:
+            began = trio.current_time()
+            for n in range(int(RATE * LOAD_SECONDS)):
+                await trio.sleep_until(began + n / RATE)
+                nursery.start_soon(one, n)
+
+
+async def through_the_proxy(addresses: list[str], path: Path) -> None:
+    """The same load from a plain grpc.aio stub, through the proxy (round robin), which records."""
+    import asyncio
+
+    import grpc
+
+    from meshsim.core.call_log import RecordConfig
+    from meshsim.live.config import ProxyConfig
+    from meshsim.live.proxy import Proxy
+    from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
+
+    async def load(address: str) -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = mesh_pb2_grpc.MeshServiceStub(channel)
+            loop = asyncio.get_running_loop()
+            began, calls = loop.time(), []
+            for n in range(int(RATE * LOAD_SECONDS)):
+                await asyncio.sleep(max(0.0, began + n / RATE - loop.time()))
+                calls.append(asyncio.ensure_future(stub.Process(mesh_pb2.ProcessRequest(request_id=str(n)))))
+            await asyncio.gather(*calls)
+
+    # A third of the calls wait 2 s on the slow replica: 200 at once on the stub's one connection.
+    config = ProxyConfig.for_service(
+        "mesh.v1.MeshService", addresses, record=RecordConfig(path), max_concurrent_streams=1000
+    )
+    async with Proxy(config) as proxy:
+        await bridge.wait(load(proxy.address))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("record", [through_the_proxy, through_grpc_client], ids=["proxy", "grpc-client"])
+def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(
+    tmp_path: Path, record: Callable[[list[str], Path], Any]
+) -> None:
+    """Real replicas on loopback, one of them 2 s slow; calls go round robin for 3 s and every one
+    is recorded; the replay then simulates each policy on exactly that traffic."""
+    from meshsim.demo.server import ServeConfig, start_replicas, stop_replicas
 
     path = tmp_path / "live.rec"
 
@@ -335,16 +382,7 @@ def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(tmp
         replicas = await bridge.wait(start_replicas(ServeConfig(port=0, replicas=3)))
         try:
             replicas[1].faults.latency = SLOW_SECONDS
-            async with live.GrpcClient(endpoints=[r.address for r in replicas], record=path) as client:
-
-                async def one(n: int) -> None:
-                    await client.Process(mesh_pb2.ProcessRequest(request_id=str(n)))
-
-                async with trio.open_nursery() as nursery:
-                    began = trio.current_time()
-                    for n in range(int(RATE * LOAD_SECONDS)):
-                        await trio.sleep_until(began + n / RATE)
-                        nursery.start_soon(one, n)
+            await record([r.address for r in replicas], path)
             return [r.address for r in replicas]
         finally:
             await bridge.wait(stop_replicas(replicas, 0))
@@ -352,6 +390,7 @@ def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(tmp
     addresses = live.run(main)
     log = read_call_log(path)
     assert len(log) == int(RATE * LOAD_SECONDS) and log.complete
+    assert {log.call(i).status for i in range(len(log))} == {StatusCode.OK}
     code, out, err = invoke("replay", str(path), "--json", str(tmp_path / "replay.json"), "--jobs", "1")
     assert code == 0, err
     document = json.loads((tmp_path / "replay.json").read_text())
@@ -361,8 +400,10 @@ def test_recorded_live_traffic_shows_load_aware_policies_beating_round_robin(tmp
     runs = {run["label"]: run for run in document["runs"]}
     round_robin = runs["round_robin"]["latency_ms"]["p99"]
     assert round_robin >= SLOW_SECONDS * 1000
+    assert recorded["latency_ms"]["p99"] == pytest.approx(round_robin, rel=0.05)
     for policy in LOAD_AWARE:
         assert runs[policy]["latency_ms"]["p99"] < round_robin / 4, (policy, out)
+        assert runs[policy]["share"][slow] < 0.01, (policy, out)
     assert document["lowest_p99"] in LOAD_AWARE
     assert "lowest p99: " in out
 
