@@ -8,6 +8,7 @@ command as a real process, with no GRPC_VERBOSITY or GRPC_TRACE of the caller's.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -202,3 +203,25 @@ def test_grpc_core_is_quiet_unless_the_user_says_otherwise(
     with configure_logging():
         assert {name: os.environ[name] for name in GRPC_SETTINGS if name in os.environ} == during
     assert {name: os.environ[name] for name in GRPC_SETTINGS if name in os.environ} == given
+
+
+def test_json_lines_carry_a_lines_facts_and_the_level_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("meshsim.test")
+    with configure_logging("json", "warning"):
+        logger.info("not shown at warning")
+        logger.warning("api/1 is out", extra={"fields": {"endpoint": "api/1", "trace_id": "ab" * 16}})
+    with configure_logging("text", "info"):
+        logger.info("said on stdout already", extra={"on_stdout": True})
+        logger.info("news")
+    lines = capsys.readouterr().err.splitlines()
+
+    first = json.loads(lines[0])
+    assert {k: first[k] for k in ("level", "logger", "message", "endpoint", "trace_id")} == {
+        "level": "warning",
+        "logger": "meshsim.test",
+        "message": "api/1 is out",
+        "endpoint": "api/1",
+        "trace_id": "ab" * 16,
+    }
+    assert first["time"].endswith("+00:00")
+    assert lines[1:] == ["meshsim: info: news"]

@@ -10,7 +10,7 @@ from meshsim.cli.certs import certs
 from meshsim.cli.chaos import chaos
 from meshsim.cli.compare import compare
 from meshsim.cli.live import live_command
-from meshsim.cli.logs import configure_logging
+from meshsim.cli.logs import FORMATS, LEVELS, configure_logging
 from meshsim.cli.replay import replay
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
@@ -33,12 +33,28 @@ class _Meshsim(click.Group):
 
 @click.group(cls=_Meshsim, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="meshsim")
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    envvar="MESHSIM_LOG_FORMAT",
+    show_default=True,
+    help="Log lines on stderr as text for a terminal or JSON lines for machines [env: MESHSIM_LOG_FORMAT].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS),
+    default="info",
+    envvar="MESHSIM_LOG_LEVEL",
+    show_default=True,
+    help="The least important lines logged [env: MESHSIM_LOG_LEVEL].",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, log_format: str, log_level: str) -> None:
     """Simulate and run gRPC service meshes: load balancing, health checks and failures."""
     ctx.obj = Application()
     # Here, before any command imports grpc: gRPC core reads its logging settings only then.
-    ctx.with_resource(configure_logging())
+    ctx.with_resource(configure_logging(log_format, log_level))
 
 
 main.add_command(run)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 import click
 
 from meshsim.cli.app import Application
+
+if TYPE_CHECKING:
+    from meshsim.live.proxy import Proxy
 
 
 @click.command("live")
@@ -28,6 +34,14 @@ from meshsim.cli.app import Application
     type=click.Path(dir_okay=False),
     help="Record every call to PATH for `meshsim replay` (as [record] in CONFIG; its limits apply).",
 )
+@click.option(
+    "--access-log",
+    "access_share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="SHARE",
+    help="Log this share of the calls one line each, with their trace ids (default 0: none).",
+)
 @click.pass_obj
 def live_command(
     app: Application,
@@ -36,6 +50,7 @@ def live_command(
     admin_listen: str | None,
     admin_token: str | None,
     record_path: str | None,
+    access_share: float,
 ) -> None:
     """Run a gRPC proxy that balances any method over the replicas in CONFIG (TOML, or YAML).
 
@@ -74,7 +89,8 @@ def live_command(
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with Proxy(config, admin_token=admin_token or None) as proxy:
+            async with Proxy(config, admin_token=admin_token or None, access_log=access_share) as proxy:
+                _log_start(proxy)
                 for cluster in config.clusters:
                     where = ", ".join(cluster.endpoints) or (cluster.discovery.source if cluster.discovery else "")
                     click.echo(f"proxying {cluster.service} on {proxy.address} to {where}")
@@ -90,4 +106,29 @@ def live_command(
         run(main)
     except (ConfigError, StartupError) as error:
         app.abort(f"{config_path}: {error}")  # which config the proxy could not start from
+    logging.getLogger("meshsim.live").info("proxy stopped", extra={"fields": {"event": "stopped"}, "on_stdout": True})
     click.echo("stopped")
+
+
+def _log_start(proxy: Proxy) -> None:
+    """One line with the settings the proxy runs with (the whole of them at /config)."""
+    config = proxy.config
+    retry = config.policies.retry
+    fields = {
+        "event": "started",
+        "listen": proxy.address,
+        "clusters": [f"{c.service}: {', '.join(c.endpoints) or 'discovered'}" for c in config.clusters],
+        "policy": config.balancer.policy,
+        "health_interval_s": config.health.interval if config.health.enabled else None,
+        "retry_max_attempts": None if retry is None else retry.max_attempts,
+        "outlier_detection": config.outlier is not None,
+        "mtls": config.mtls is not None,
+        "tracing": proxy.tracing is not None,
+        "admin": proxy.metrics_address or None,
+    }
+    logging.getLogger("meshsim.live").info(
+        f"proxy started on {proxy.address}: {config.balancer.policy}, "
+        f"retries {'off' if retry is None else f'up to {retry.max_attempts} attempts'}, "
+        f"tracing {'on' if proxy.tracing is not None else 'off'}",
+        extra={"fields": fields, "on_stdout": True},
+    )

@@ -35,6 +35,7 @@ from meshsim.demo.servicer import MeshServicer, ServerFaults
 from meshsim.live.admin import AdminApp, http_config
 from meshsim.live.security import ServerCertificates
 from meshsim.live.status import health_to_grpc
+from meshsim.live.tracing import ServerTracing, Tracing
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
 
@@ -99,6 +100,7 @@ class Replica:
         keepalive_min_time: float = 1.0,
         reuse_port: bool = False,
         name: str = "",
+        tracing: Tracing | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -113,6 +115,7 @@ class Replica:
         self.metrics = metrics
         self.keepalive_min_time = keepalive_min_time
         self.reuse_port = reuse_port
+        self.tracing = tracing
         self._server: grpc.aio.Server | None = None
         self._kills: list[ChaosFault] = []
         self._health_faults: list[ChaosFault] = []
@@ -141,7 +144,10 @@ class Replica:
             except TlsError as error:
                 raise ServeError(str(error)) from None
         counting = None if self.metrics is None else self.metrics.interceptor()
-        server = grpc.aio.server(interceptors=() if counting is None else (counting,), options=self._options())
+        interceptors: list[grpc.aio.ServerInterceptor] = [] if counting is None else [counting]
+        if self.tracing is not None:
+            interceptors.append(ServerTracing(self.tracing))
+        server = grpc.aio.server(interceptors=interceptors, options=self._options())
         address = f"{self.host}:{self.requested_port}"
         try:
             if self.certificates is None:
@@ -255,7 +261,9 @@ class Replica:
             self.metrics.set_health(self.address, MESH_SERVICE, serving)
 
 
-async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = None) -> list[Replica]:
+async def start_replicas(
+    config: ServeConfig, metrics: ServerMetrics | None = None, tracing: Tracing | None = None
+) -> list[Replica]:
     """Start `config.replicas` replicas on consecutive ports (each its own OS-chosen port when port is 0)."""
     replicas: list[Replica] = []
     try:
@@ -271,6 +279,7 @@ async def start_replicas(config: ServeConfig, metrics: ServerMetrics | None = No
                 config.keepalive_min_time,
                 config.reuse_port,
                 name=f"{config.name}/{index}",
+                tracing=tracing,
             )
             await replica.start()
             replicas.append(replica)
@@ -302,10 +311,19 @@ async def serve(
             except OSError as error:
                 where = config.metrics_listen
                 raise ServeError(f"cannot serve the admin endpoint on {where}: {error.strerror}") from None
-        replicas = await start_replicas(config, metrics)
+        tracing = Tracing.from_environment(config.name)
+        replicas = await start_replicas(config, metrics, tracing)
         try:
             for replica in replicas:
                 announce(replica)
+            logger.info(
+                f"{len(replicas)} replica{'s' if len(replicas) != 1 else ''} of {config.name} serving "
+                f"on {', '.join(r.address for r in replicas)}; tracing {'on' if tracing else 'off'}",
+                extra={
+                    "fields": {"event": "started", "replicas": {r.name: r.address for r in replicas}},
+                    "on_stdout": True,
+                },
+            )
             if http is not None and metrics is not None:
                 admin = AdminApp(ServeAdmin(config, replicas, metrics.registry), config.admin_token)
                 serving_admin = asyncio.create_task(hypercorn.asyncio.serve(admin, http, shutdown_trigger=stop.wait))
@@ -314,6 +332,9 @@ async def serve(
             await stop.wait()
         finally:
             await stop_replicas(replicas, config.grace)
+            if tracing is not None:
+                tracing.shutdown()
+            logger.info(f"replicas of {config.name} stopped", extra={"fields": {"event": "stopped"}, "on_stdout": True})
     finally:
         stop.set()
         if serving_admin is not None:

@@ -38,9 +38,11 @@ from meshsim.core.retry import HedgingPolicy, RetryPolicy
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.config import ALGORITHMS, Discovery, weights_problem
+from meshsim.live.event_log import log_mesh_events
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
 from meshsim.live.status import status_of
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
+from meshsim.live.tracing import Tracing
 from meshsim.live.transport import LiveAttempt, LiveTransport, UnaryInvocation
 from meshsim.live.upstream import Upstream
 from meshsim.pb.v1 import mesh_pb2
@@ -92,6 +94,7 @@ class GrpcClient:
         discovery: Discovery | None = None,
         rotation_drain: float = ROTATION_DRAIN,
         record: str | Path | RecordConfig | CallRecorder | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """`policy`: an LB policy's name (or its YAML alias: "weighted", "ring_hash", ...) or a whole
         BalancerConfig; `weights`: one per endpoint, in order (none: all 1), for the policies that
@@ -102,7 +105,9 @@ class GrpcClient:
         have `rotation_drain` seconds to finish. `discovery`: where to find the endpoints
         (DnsDiscovery, FileDiscovery), re-resolved while the client runs. `record`: record every
         call for `meshsim replay` (docs/replay.md): a path or a RecordConfig (the client writes the
-        file while it is open), or a CallRecorder of the caller's, which it only adds its calls to."""
+        file while it is open), or a CallRecorder of the caller's, which it only adds its calls to.
+        `tracing`: where its spans go (live/tracing.py); by default the OTEL_* variables decide,
+        and without them the client makes no spans."""
         if not endpoints and discovery is None:
             raise ConfigError("GrpcClient needs at least one endpoint (host:port) or a discovery source")
         self.discovery = discovery
@@ -131,6 +136,8 @@ class GrpcClient:
             record = RecordConfig(Path(record))
         self.record = record
         self._recorder: CallRecorder | None = None
+        self.tracing = tracing
+        self._own_tracing = False
         self._background = Background()
         self._transport: LiveTransport | None = None
         self._upstream: Upstream | None = None
@@ -139,6 +146,10 @@ class GrpcClient:
     # --- lifetime -----------------------------------------------------------------
 
     async def __aenter__(self) -> GrpcClient:
+        if self.tracing is None:
+            self.tracing = Tracing.from_environment(self.name)
+            self._own_tracing = self.tracing is not None
+        log_mesh_events(self.observer)  # to the "meshsim.mesh" logger, for programs that log
         if isinstance(self.record, RecordConfig):
             self._recorder = self.record.open(wall_clock=time.time, source=f"GrpcClient {self.name}")
             self._recorder.listen(self.observer)
@@ -198,6 +209,9 @@ class GrpcClient:
             finally:
                 # After the last call has ended (aborted ones too), so the file holds every call.
                 self._close_recording()
+                if self._own_tracing and self.tracing is not None:
+                    self.tracing.shutdown()
+                    self.tracing, self._own_tracing = None, False
 
     @property
     def background(self) -> trio.Nursery:
@@ -227,12 +241,14 @@ class GrpcClient:
         """Call `method` (a name of this service, or a full /package.Service/Method path)."""
         path = method if method.startswith("/") else f"/{self.service_name}/{method}"
         types = _MESH_TYPES.get(method) if self.service_name == MESH_SERVICE else None
+        trace = None if self.tracing is None else self.tracing.sent(path)
         invocation = UnaryInvocation(
             path=path,
             request=request,
             serializer=_serializer(request),
             deserializer=None if types is None else types[1].FromString,
             metadata=tuple(metadata),
+            trace=trace,
         )
         call = CallSpec(
             client=self.name,
@@ -243,11 +259,20 @@ class GrpcClient:
             method=path,
             payload=invocation,
         )
-        event, run = await self.channel.call(call, policies)
+        try:
+            event, run = await self.channel.call(call, policies)
+        except BaseException:
+            if trace is not None:
+                trace.end(StatusCode.CANCELLED)  # the caller went away
+            raise
+        details = ""
+        if event.status is not StatusCode.OK:
+            details = run.handle.details if isinstance(run.handle, LiveAttempt) else "no replica available"
+        if trace is not None:
+            trace.end(event.status, details)
         if event.status is StatusCode.OK:
             assert isinstance(run.handle, LiveAttempt)
             return run.handle.response
-        details = run.handle.details if isinstance(run.handle, LiveAttempt) else "no replica available"
         raise RpcError(event.status, details)
 
     async def call_with_retry(
@@ -333,12 +358,14 @@ class _MeshStream:
         self.client = client
         self.requests = RequestReplay(size=_size)
         types = _MESH_TYPES.get(method) if client.service_name == MESH_SERVICE else None
+        path = f"/{client.service_name}/{method}"
         self.invocation = StreamInvocation(
-            f"/{client.service_name}/{method}",
+            path,
             self.requests,
             tuple(metadata),
             serializer=_serialize,
             deserializer=None if types is None else types[1].FromString,
+            trace=None if client.tracing is None else client.tracing.sent(path),
         )
         self.call = CallSpec(
             client=client.name,
@@ -358,6 +385,7 @@ class _MeshStream:
         invocation.started(run)
         sending = None if requests is None else await client.background.start(self._send, requests)
         attempt: StreamAttempt | None = None
+        ended, details = StatusCode.CANCELLED, ""  # unless it ends otherwise below
         try:
             outcome = await bridge.wait(invocation.outcome)
             if isinstance(outcome, Unanswered):
@@ -367,7 +395,13 @@ class _MeshStream:
             async with contextlib.aclosing(self._read(attempt)) as messages:
                 async for message in messages:
                     yield message
+            ended = StatusCode.OK
+        except RpcError as error:
+            ended, details = error.status, error.details
+            raise
         finally:
+            if invocation.trace is not None:
+                invocation.trace.end(ended, details)
             if sending is not None:
                 sending.cancel()
             if attempt is not None:

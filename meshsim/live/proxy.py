@@ -47,12 +47,14 @@ from meshsim.live.admin import AdminApp, serve_admin
 from meshsim.live.bridge import HostHome
 from meshsim.live.chaos import fault_board
 from meshsim.live.config import Cluster, ProxyConfig, ProxyConfigError
+from meshsim.live.event_log import AccessLog, log_mesh_events
 from meshsim.live.fault_filter import FaultFilter
 from meshsim.live.metrics import MeshMetrics
 from meshsim.live.proxy_admin import ProxyAdmin
 from meshsim.live.security import ClientCertificates, ServerCertificates
-from meshsim.live.status import serving_to_grpc, status_of, to_grpc
+from meshsim.live.status import from_grpc, serving_to_grpc, status_of, to_grpc
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
+from meshsim.live.tracing import CallTrace, Tracing
 from meshsim.live.transport import LiveAttempt, UnaryInvocation
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.actor import Background, Supervisor
@@ -124,8 +126,15 @@ class Proxy:
     answer it (UNIMPLEMENTED, or reflection's answers).
     """
 
-    def __init__(self, config: ProxyConfig, observer: Observer | None = None, admin_token: str | None = None) -> None:
-        """`admin_token`: the bearer token the admin endpoint (on `config.metrics_listen`) asks for."""
+    def __init__(
+        self,
+        config: ProxyConfig,
+        observer: Observer | None = None,
+        admin_token: str | None = None,
+        access_log: float = 0.0,
+    ) -> None:
+        """`admin_token`: the bearer token the admin endpoint (on `config.metrics_listen`) asks for;
+        `access_log`: the share of calls logged one line each (0: none)."""
         if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
             raise ProxyConfigError("the proxy needs replica endpoints or a way to discover them")
         self.config = config
@@ -148,6 +157,8 @@ class Proxy:
         self.metrics_address = ""
         self._admin_token = admin_token
         self.recorder: CallRecorder | None = None
+        self.tracing: Tracing | None = None
+        self._access = AccessLog(access_log)
         self.faults: FaultFilter | None = None
         self.board: FaultBoard | None = None
         self.listening = False
@@ -220,6 +231,8 @@ class Proxy:
                 raise StartupError(str(error)) from None
             self.recorder.listen(self.observer)
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
+        log_mesh_events(self.observer)
+        self.tracing = Tracing.from_environment(config.name)
         self._by_service = {u.service: u for u in self._upstreams}
         self._keys = {u.service: _CallKeys(config.balancer, u.streams("keys")) for u in self._upstreams}
         self.reflection = reflection.MergedReflection(
@@ -299,6 +312,8 @@ class Proxy:
         finally:
             if self.recorder is not None:
                 self.recorder.close()  # after the last call has ended
+            if self.tracing is not None:
+                self.tracing.shutdown()  # the spans still buffered go out
             with trio.CancelScope(shield=True):
                 for upstream in self._upstreams:
                     await upstream.transport.close()
@@ -321,16 +336,38 @@ class Proxy:
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
+        trace = self._trace(method, context)
+        ended = False
+        try:
+            async for message in self._forward(method, requests, context, trace):
+                yield message
+            ended = True
+        finally:
+            _end_trace(trace, context, ended)
+
+    async def _forward(
+        self,
+        method: str,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext,
+        trace: CallTrace | None,
+    ) -> AsyncIterator[bytes]:
         metadata = await self._admit(context)
         upstream = self.route(method)
-        await self._fault_filter(upstream, method, Pattern.BIDI, context)
+        await self._fault_filter(upstream, method, Pattern.BIDI, context, trace)
         client = self._clients.enter(context)
         replay = RequestReplay(self.config.retry_buffer)
-        invocation = StreamInvocation(method, replay, metadata)
+        invocation = StreamInvocation(method, replay, metadata, trace=trace)
         reading = asyncio.ensure_future(replay.fill(requests))
         # A method reflection did not call unary may have any shape: it counts as bidi.
         call = self._call(upstream, method, Pattern.BIDI, context, invocation)
-        self._start(upstream, call, invocation, self._policies_for(method))
+
+        def finished(event: RequestFinished) -> None:
+            self._access(event, trace)
+            invocation.ended(event)
+
+        assert upstream.channel is not None
+        invocation.started(upstream.channel.start(call, finished, self._policies_for(method)))
         attempt = None
         try:
             outcome = await invocation.outcome
@@ -376,14 +413,27 @@ class Proxy:
 
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
+        trace = self._trace(method, context)
+        ended = False
+        try:
+            response = await self._forward_unary(method, request, context, trace)
+            ended = True
+            return response
+        finally:
+            _end_trace(trace, context, ended)
+
+    async def _forward_unary(
+        self, method: str, request: bytes, context: grpc.aio.ServicerContext, trace: CallTrace | None
+    ) -> bytes:
         upstream = self.route(method)
         metadata = await self._admit(context)
-        await self._fault_filter(upstream, method, Pattern.UNARY, context)
-        invocation = UnaryInvocation(method, request, metadata=metadata, relay=True)
+        await self._fault_filter(upstream, method, Pattern.UNARY, context, trace)
+        invocation = UnaryInvocation(method, request, metadata=metadata, relay=True, trace=trace)
         call = self._call(upstream, method, Pattern.UNARY, context, invocation)
         ended: asyncio.Future[RequestFinished] = asyncio.get_running_loop().create_future()
 
         def finished(event: RequestFinished) -> None:
+            self._access(event, trace)
             if not ended.done():
                 ended.set_result(event)
 
@@ -410,8 +460,18 @@ class Proxy:
         await context.abort(to_grpc(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
 
+    def _trace(self, method: str, context: grpc.aio.ServicerContext) -> CallTrace | None:
+        if self.tracing is None:
+            return None
+        return self.tracing.received(method, context.invocation_metadata() or (), str(context.peer()))
+
     async def _fault_filter(
-        self, upstream: Upstream, method: str, pattern: Pattern, context: grpc.aio.ServicerContext
+        self,
+        upstream: Upstream,
+        method: str,
+        pattern: Pattern,
+        context: grpc.aio.ServicerContext,
+        trace: CallTrace | None = None,
     ) -> None:
         """Chaos on calls as they arrive (Envoy's fault filter): a delay, then perhaps an abort, which
         ends the call as a recorded call with the fault's status, no replica called."""
@@ -427,19 +487,19 @@ class Proxy:
         if abort is not None:
             assert self._host is not None
             now = self._host.now()
-            self.observer.emit(
-                RequestFinished(
-                    upstream.label,
-                    upstream.service,
-                    None,
-                    pattern,
-                    abort,
-                    now - (time.monotonic() - started),
-                    now,
-                    attempts=0,
-                    method=method,
-                )
+            event = RequestFinished(
+                upstream.label,
+                upstream.service,
+                None,
+                pattern,
+                abort,
+                now - (time.monotonic() - started),
+                now,
+                attempts=0,
+                method=method,
             )
+            self.observer.emit(event)
+            self._access(event, trace)
             await context.abort(to_grpc(abort), "meshsim: fault injected by the proxy")
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
@@ -460,11 +520,6 @@ class Proxy:
                 f"meshsim: this client has {self.config.max_requests_per_client} calls in progress, its share",
             )
         return tuple((key, value) for key, value in received if key not in _HOP_HEADERS)
-
-    @staticmethod
-    def _start(upstream: Upstream, call: CallSpec, invocation: StreamInvocation, policies: CallPolicies) -> None:
-        assert upstream.channel is not None
-        invocation.started(upstream.channel.start(call, invocation.ended, policies))
 
     def _policies_for(self, method: str) -> CallPolicies:
         """The retry or hedging policy for `method`: a policy names the methods it covers by their short
@@ -520,6 +575,18 @@ class _CallKeys:
         if self._random:
             return f"{self._rng.getrandbits(64):016x}"
         return None
+
+
+def _end_trace(trace: CallTrace | None, context: grpc.aio.ServicerContext, ended: bool) -> None:
+    """End a proxied call's span with the status its caller got: the one set on its context (an
+    abort), else OK when the handler ended, else CANCELLED (the caller went away)."""
+    if trace is None:
+        return
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        trace.end(from_grpc(code), context.details() or "")
+    else:
+        trace.end(StatusCode.OK if ended else StatusCode.CANCELLED)
 
 
 def _details(event: RequestFinished, attempt: object) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import grpc
@@ -29,8 +29,12 @@ from meshsim.live import bridge
 from meshsim.live.bridge import Home
 from meshsim.live.config import RETRY_BUFFER_BYTES
 from meshsim.live.status import attempt_status, pushback_in
+from meshsim.live.transport import Metadata
 from meshsim.runtime.channel import CallRun
 from meshsim.runtime.transport import OnDone
+
+if TYPE_CHECKING:
+    from meshsim.live.tracing import CallTrace
 
 _log = logging.getLogger(__name__)
 
@@ -200,10 +204,15 @@ class StreamInvocation:
     outcome: asyncio.Future[StreamAttempt | Unanswered] = attrs.field(
         factory=lambda: bridge.host_loop().create_future()
     )
+    # The call's span, whose child each attempt's is (live/tracing.py), or None: not traced.
+    trace: CallTrace | None = None
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> StreamAttempt:
+    def start(
+        self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home, extra: Metadata = ()
+    ) -> StreamAttempt:
+        metadata = (*self.metadata, *extra) if extra else self.metadata
         call = channel.stream_stream(self.path, response_deserializer=self.deserializer)(
-            timeout=timeout, metadata=self.metadata or None
+            timeout=timeout, metadata=metadata or None
         )
         attempt = StreamAttempt(call, on_done, home)
         writing = bridge.host_loop().create_task(_write_requests(call, self.requests.read(), self.serializer))

@@ -29,13 +29,21 @@ from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnAnswer, OnD
 
 if TYPE_CHECKING:
     from meshsim.live.fault_filter import FaultFilter
+    from meshsim.live.tracing import CallTrace
 
 
 class Invocation(Protocol):
     """The payload of a live call: starts one attempt of it on a replica's channel; its end goes to
     `on_done` in `home`'s context."""
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> AttemptHandle: ...
+    def start(
+        self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home, extra: Metadata = ()
+    ) -> AttemptHandle:
+        """`extra`: metadata for this attempt alone (its trace context)."""
+        ...
+
+
+Metadata = tuple[tuple[str, str], ...]
 
 
 @attrs.frozen
@@ -49,13 +57,18 @@ class UnaryInvocation:
     metadata: tuple[tuple[str, str], ...] = ()
     # Keep the response's initial and trailing metadata on the attempt (a proxy passes them on).
     relay: bool = False
+    # The call's span, whose child each attempt's is (live/tracing.py), or None: not traced.
+    trace: CallTrace | None = None
 
-    def start(self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home) -> LiveAttempt:
+    def start(
+        self, channel: grpc.aio.Channel, timeout: float | None, on_done: OnDone, home: Home, extra: Metadata = ()
+    ) -> LiveAttempt:
         method = channel.unary_unary(
             self.path, request_serializer=self.serializer, response_deserializer=self.deserializer
         )
         attempt = LiveAttempt()
-        call = method(self.request, timeout=timeout, metadata=self.metadata or None)
+        metadata = (*self.metadata, *extra) if extra else self.metadata
+        call = method(self.request, timeout=timeout, metadata=metadata or None)
 
         def finished(future: asyncio.Future[object]) -> None:
             if attempt.cancelled_with is not None:
@@ -178,12 +191,17 @@ class LiveTransport:
         channel = self.channels.get(endpoint)
         if channel is None or endpoint in self._cut:
             raise EndpointGone(endpoint)
+        extra: Metadata = ()
+        trace = getattr(call.payload, "trace", None)
+        if trace is not None:
+            on_done, extra = trace.attempt(endpoint, on_done)
         faults = self.faults
         if faults is not None:
             conditions = faults.on_attempt(endpoint)
             if conditions is not None:
-                return faults.faulted_attempt(conditions, deadline_at, functools.partial(start, channel), on_done, home)
-        attempt: AttemptHandle = start(channel, timeout, on_done, home)
+                sending = functools.partial(start, channel, extra=extra)
+                return faults.faulted_attempt(conditions, deadline_at, sending, on_done, home)
+        attempt: AttemptHandle = start(channel, timeout, on_done, home, extra)
         return attempt
 
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
