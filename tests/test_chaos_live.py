@@ -353,3 +353,41 @@ def test_playing_the_failover_scenario_against_the_mesh_gives_the_simulated_fail
     assert any(call.replica == killed for call in made if call.at < 9.5)
     assert not [call for call in made if 10.6 < call.at < 24.9 and call.replica == killed]
     assert any(call.replica == killed for call in made if call.at > 26.0)
+
+
+def test_play_skips_a_fault_no_process_takes_and_says_so(mesh: Mesh, tmp_path: Path) -> None:
+    scenario = tmp_path / "short.toml"
+    scenario.write_text(
+        """\
+schema = "meshsim/v1"
+name = "short"
+duration = "2s"
+
+[[service]]
+name = "api"
+replicas = 3
+
+[[client]]
+name = "web"
+rate = 10
+
+[[fault]]
+at = "0s"
+for = "1s"
+action = "kill"
+target = "api/0"
+
+[[fault]]
+at = "0.2s"
+for = "1s"
+action = "partition"
+target = "api/1"
+client = "web"
+""",
+        encoding="utf-8",
+    )
+    played = meshsim("chaos", f"{mesh.serve_admin},{mesh.proxy_admin}", "play", str(scenario))
+    assert played.returncode == 1, played.stderr
+    assert "kill on api/0 for 1s" in played.stdout.replace("\n", " ")
+    assert "skipped partition on api/1: no process takes it" in played.stdout.replace("\n", " ")
+    assert "skipped 1: no process took it" in played.stdout

@@ -59,6 +59,13 @@ class _Admin:
 
     def add(self, fault: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Add to the first process that takes the target; one line and exit 2 if none does."""
+        added = self.try_add(fault)
+        if isinstance(added, str):
+            self.app.abort(added)
+        return added
+
+    def try_add(self, fault: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
+        """(url, the fault as added) from the first process that takes the target, or why none did."""
         refused = []
         for url in self.urls:
             status, answer = self.request(url, "POST", "/faults", fault)
@@ -67,10 +74,10 @@ class _Admin:
             error = answer if isinstance(answer, dict) else {"error": f"HTTP {status}"}
             field = error.get("field")
             problem = f"{field}: {error.get('error')}" if field else str(error.get("error"))
-            if field != "target":  # the fault itself is wrong, not this process's choice of targets
-                self.app.abort(f"{url}: {problem}")
+            if field not in ("target", "action"):  # the fault itself is wrong, not this process's choice
+                return f"{url}: {problem}"
             refused.append(f"{url}: {problem}")
-        self.app.abort(refused[0] if len(refused) == 1 else "no process has that target: " + "; ".join(refused))
+        return refused[0] if len(refused) == 1 else "no process takes it: " + "; ".join(refused)
 
 
 @click.group()
@@ -157,8 +164,9 @@ def clear(admin: _Admin, fault_id: str | None) -> None:
 def play(admin: _Admin, scenario_path: str) -> None:
     """Play SCENARIO's [[fault]] timeline against the running processes, in wall time.
 
-    A fault without `for` lasts to the end of the scenario. Ctrl-C stops the play and
-    clears the faults it added."""
+    A fault without `for` lasts to the end of the scenario. A fault no process takes (a
+    partition on replicas, say) is skipped, saying why, and the play exits 1 at its end.
+    Ctrl-C stops the play and clears the faults it added."""
     from meshsim.core.chaos import fault_request
     from meshsim.core.scenario_loader import load_scenario
     from meshsim.core.units import format_duration
@@ -175,17 +183,23 @@ def play(admin: _Admin, scenario_path: str) -> None:
     start = time.monotonic()
     added: list[tuple[str, str, float]] = []  # (url, id, ends at)
     ends: list[tuple[float, str]] = []
+    skipped = 0
     try:
         for fault in faults:
             ends = _report_ends(app, start, ends)
             time.sleep(max(0.0, start + fault.at - time.monotonic()))
             ends = _report_ends(app, start, ends)
             duration = fault.duration if fault.duration is not None else scenario.duration - fault.at
-            url, applied = admin.add(fault_request(fault.action, fault.target, fault.effect, duration))
+            taken = admin.try_add(fault_request(fault.action, fault.target, fault.effect, duration))
+            if isinstance(taken, str):
+                skipped += 1
+                app.display(f"{_clock(time.monotonic() - start)}  skipped {fault.action} on {fault.target}: {taken}")
+                continue
+            url, applied = taken
             added.append((url, applied["id"], fault.at + duration))
             ends.append((fault.at + duration, f"{applied['id']} ended: {fault.action} on {fault.target}"))
             app.display(f"{_clock(time.monotonic() - start)}  {applied['id']} {_describe(applied)}")
-        last = max(at for _, _, at in added)
+        last = max((at for _, _, at in added), default=0.0)
         while ends:
             time.sleep(max(0.0, min(start + at for at, _ in ends) - time.monotonic()))
             ends = _report_ends(app, start, ends)
@@ -197,6 +211,9 @@ def play(admin: _Admin, scenario_path: str) -> None:
         app.display(f"stopped: cleared {len(left)} fault{'s' if len(left) != 1 else ''} still active")
         raise SystemExit(130) from None
     app.display(f"played {len(added)} fault{'s' if len(added) != 1 else ''}; all have ended")
+    if skipped:
+        app.display(f"skipped {skipped}: no process took {'them' if skipped > 1 else 'it'}")
+        raise SystemExit(1)
 
 
 def _report_ends(app: Application, start: float, ends: list[tuple[float, str]]) -> list[tuple[float, str]]:
