@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from meshsim.core.report import Report
     from meshsim.core.scenario import Scenario
+    from meshsim.dashboard.load import ReplicaLoad
+    from meshsim.runtime.observer import Observer
 
 
 @click.command()
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Write the JSON report here (- for stdout; with --both, NAME.sim.json and NAME.live.json).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(allow_dash=False),
+    help="Write the report as one HTML page with its charts here (with --both, NAME.sim.html and NAME.live.html).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no report, only the verdict.")
 @click.option("--live", is_flag=True, help="Play it for real: replicas on loopback, in wall time.")
 @click.option("--both", is_flag=True, help="Simulate it, play it live, and compare the two.")
@@ -39,6 +47,7 @@ def run(
     scenario_path: str,
     seed: int | None,
     json_path: str | None,
+    html_path: str | None,
     quiet: bool,
     live: bool,
     both: bool,
@@ -54,19 +63,27 @@ def run(
         scenario = scenario.with_seed(seed)
     if both and json_path == "-":
         raise click.UsageError("--both writes two reports: give --json a file name")
+    if html_path is not None:
+        for mode in ("sim", "live") if both else (None,):
+            _check_html_path(app, _html_path(html_path, mode))
     if live or both:
         from meshsim.stage.runner import check_load
 
         if not force:
             check_load(scenario)
     runs = []
+    loads = []
     if both or not live:
-        runs.append(_simulate(app, scenario, scenario_path, quiet))
+        loads.append(_replica_load(html_path))
+        runs.append(_simulate(app, scenario, scenario_path, quiet, loads[-1]))
     if live or both:
-        runs.append(_play_live(app, scenario, scenario_path, quiet))
+        loads.append(_replica_load(html_path))
+        runs.append(_play_live(app, scenario, scenario_path, quiet, loads[-1]))
     reports = [report for report, _ in runs]
-    for report in reports:
+    for report, load in zip(reports, loads, strict=True):
         _write_json(app, report, json_path, both)
+        if html_path is not None and load is not None:
+            _write_html(app, report, load, html_path, both)
     show = app.console if json_path != "-" else app.errors
     verdicts = [_judge(report, wall, scenario, scenario_path, quiet, show) for report, wall in runs]
     if any(report.interrupted for report in reports):
@@ -85,7 +102,28 @@ def run(
         raise SystemExit(1)
 
 
-def _simulate(app: Application, scenario: Scenario, scenario_path: str, quiet: bool) -> tuple[Report, float]:
+def _replica_load(html_path: str | None) -> ReplicaLoad | None:
+    """A listener counting each replica's attempts over time, for the HTML report's chart (only with --html)."""
+    if html_path is None:
+        return None
+    from meshsim.dashboard.load import ReplicaLoad
+
+    return ReplicaLoad()
+
+
+def _observer(load: ReplicaLoad | None) -> Observer | None:
+    if load is None:
+        return None
+    from meshsim.runtime.observer import Observer
+
+    observer = Observer()
+    load.subscribe(observer)
+    return observer
+
+
+def _simulate(
+    app: Application, scenario: Scenario, scenario_path: str, quiet: bool, load: ReplicaLoad | None = None
+) -> tuple[Report, float]:
     from rich.markup import escape
 
     from meshsim.cli.progress import VirtualTimeProgress
@@ -98,7 +136,7 @@ def _simulate(app: Application, scenario: Scenario, scenario_path: str, quiet: b
     progress = None if quiet or not app.interactive else VirtualTimeProgress(app.console, scenario.duration)
     started = time.monotonic()
     try:
-        report = run_scenario(scenario, progress=progress)
+        report = run_scenario(scenario, progress=progress, observer=_observer(load))
     except Exception as error:
         _failed(app, "the simulator", scenario, scenario_path, error)
     finally:
@@ -107,7 +145,9 @@ def _simulate(app: Application, scenario: Scenario, scenario_path: str, quiet: b
     return report, time.monotonic() - started
 
 
-def _play_live(app: Application, scenario: Scenario, scenario_path: str, quiet: bool) -> tuple[Report, float]:
+def _play_live(
+    app: Application, scenario: Scenario, scenario_path: str, quiet: bool, load: ReplicaLoad | None = None
+) -> tuple[Report, float]:
     from rich.markup import escape
 
     from meshsim.cli.progress import LiveProgress
@@ -124,7 +164,7 @@ def _play_live(app: Application, scenario: Scenario, scenario_path: str, quiet: 
     progress = None if quiet or not app.interactive else LiveProgress(app.console, scenario.duration)
     started = time.monotonic()
     try:
-        report = run_live(scenario, progress=progress, on_start=playing)
+        report = run_live(scenario, progress=progress, observer=_observer(load), on_start=playing)
     except MeshsimError:
         raise  # the user's to fix (a port, a file): one line, from the root command
     except Exception as error:
@@ -148,6 +188,34 @@ def _write_json(app: Application, report: Report, json_path: str | None, both: b
         path.write_text(report.to_json(), encoding="utf-8")
     except OSError as error:
         app.abort(f"{path}: cannot write the JSON report: {error.strerror or error}")
+
+
+def _html_path(html_path: str, mode: str | None) -> Path:
+    """Where --html writes; with --both (a `mode`), NAME.MODE.html beside it, as --json does."""
+    path = Path(html_path)
+    if mode is None:
+        return path
+    return path.with_name(f"{path.stem}.{mode}{path.suffix or '.html'}")
+
+
+def _check_html_path(app: Application, path: Path) -> None:
+    """Before the run, so that a long run is not spent on a report with nowhere to go."""
+    if path.is_dir():
+        app.abort(f"--html {path}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        app.abort(f"--html {path}: there is no directory {path.parent}")
+
+
+def _write_html(app: Application, report: Report, load: ReplicaLoad, html_path: str, both: bool) -> None:
+    from meshsim.dashboard.page import report_page
+
+    path = _html_path(html_path, report.mode if both else None)
+    names = [endpoint.name for endpoint in report.endpoints]
+    per_replica = load.buckets(names, report.bucket_width, len(report.timeline))
+    try:
+        path.write_text(report_page(report.to_dict(), per_replica), encoding="utf-8")
+    except OSError as error:
+        app.abort(f"--html {path}: cannot write the HTML report: {error.strerror or error}")
 
 
 def _judge(report: Report, wall: float, scenario: Scenario, scenario_path: str, quiet: bool, show: Console) -> bool:
