@@ -69,6 +69,12 @@ class _CertificateFiles:
         self._stamp = stamp
         self.material = material
         self.loads += 1
+        _log.info(
+            "certificates reloaded from %s (load %d)",
+            self.files.cert,
+            self.loads,
+            extra={"fields": {"event": "certificates_reloaded", "cert": str(self.files.cert), "loads": self.loads}},
+        )
         return True
 
 
