@@ -19,15 +19,17 @@ ALLOWED = {
     "runtime": {"core"},
     "sim": {"core", "runtime"},
     "tls": {"core"},
-    "live": {"core", "runtime", "pb", "tls"},
+    # The web dashboard and the HTML run report: figures from a registry or a report, no server.
+    "dashboard": {"core"},
+    "live": {"core", "runtime", "pb", "tls", "dashboard"},
     # The demo replicas (`meshsim serve`): servers, which callers never import.
     "demo": {"core", "live", "pb", "tls"},
     # A scenario played live: real replicas and callers, never the simulator.
     "stage": {"core", "runtime", "live", "pb"},
-    "cli": {"core", "runtime", "sim", "live", "demo", "stage", "tls"},
+    "cli": {"core", "runtime", "sim", "live", "demo", "stage", "tls", "dashboard"},
 }
 # Layers that must stay free of grpc, asyncio and the wall clock.
-PURE = {"core", "runtime", "sim"}
+PURE = {"core", "runtime", "sim", "dashboard"}
 FORBIDDEN_IN_PURE_LAYERS = {"grpc", "asyncio", "trio_asyncio", "time", "datetime"}
 
 
