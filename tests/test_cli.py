@@ -21,11 +21,14 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_run_passes_and_prints_the_report() -> None:
+def test_run_passes_and_prints_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = invoke("run", FAILOVER)
     assert code == 0
-    for part in ("Latency", "Replicas", "Faults", "Health timeline", "Assertions", "PASSED failover"):
+    for part in ("Latency", "Over time", "Replicas", "Faults", "Health timeline", "Assertions", "PASSED failover"):
         assert part in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out  # wrapped where it must be, never cut
 
 
 def test_run_writes_the_json_report(tmp_path: Path) -> None:
