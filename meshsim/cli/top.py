@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+import errno
+import math
+from typing import TYPE_CHECKING
 
 import click
 
 from meshsim.cli.app import Application
 
 if TYPE_CHECKING:
-    from rich.console import Group
+    import queue
 
-    from meshsim.cli.health_view import Scrape
+    from rich.console import RenderableType
+
+    from meshsim.cli.prometheus import Scrape
+    from meshsim.cli.top_screen import Watched
 
 # Said when something answered, but not as a metrics endpoint does: a gRPC port, a web page, a typo.
 NOT_METRICS = "(is this a /metrics endpoint?)"
@@ -24,88 +29,138 @@ class ScrapeFailed(Exception):
 @click.command("top")
 @click.argument("url", metavar="URL")
 @click.option("--interval", default="1s", show_default=True, help="Time between scrapes.")
-@click.option("--once", is_flag=True, help="Show one view (two scrapes an interval apart) and exit.")
+@click.option("--span", default="2m", show_default=True, help="How far back the sparklines reach.")
+@click.option("--once", is_flag=True, help="Print one view (two scrapes an interval apart) and exit.")
 @click.pass_obj
-def top(app: Application, url: str, interval: str, once: bool) -> None:
-    """Watch endpoint health and call rates, errors and latency at URL (e.g. http://127.0.0.1:9090/metrics)."""
+def top(app: Application, url: str, interval: str, span: str, once: bool) -> None:
+    """Watch endpoint health, call rates, errors and latency at URL (e.g. 127.0.0.1:9090, a proxy's
+    or replicas' /metrics); q quits. A scrape that fails is retried, never the end of the view."""
     import time
 
-    from meshsim.cli.health_view import health_view
-    from meshsim.core.units import parse_duration
+    from meshsim.cli.top_history import History
+    from meshsim.cli.top_screen import Watched
 
-    try:
-        every = parse_duration(interval)
-    except ValueError:
-        raise click.BadParameter(f'expected a duration like "1s", got {interval!r}', param_hint="--interval") from None
+    every = _duration(interval, "--interval", 0.0)
+    reach = _duration(span, "--span", 1.0)
     if "://" not in url:
         url = f"http://{url}"
     if url.rstrip("/").count("/") < 3:
         url = url.rstrip("/") + "/metrics"
-
-    def give_up(failed: ScrapeFailed) -> NoReturn:
-        app.display_error(f"{url}: cannot read metrics: {failed}")
-        raise SystemExit(2)
-
+    watched = Watched(url, interval, history=History(keep=reach))  # nothing older is ever drawn
     try:
-        # The first scrape decides whether there is anything to watch at all.
-        try:
-            first = scrape(url)
-        except ScrapeFailed as failed:
-            give_up(failed)
-        time.sleep(every)
         if once:
+            # A script's question: one answer and an exit code, so a failure is one line and exit 2.
             try:
-                app.display(health_view(first, scrape(url)))
+                watched = watched.scraped(scrape(url))
+                time.sleep(every)
+                watched = watched.scraped(scrape(url))
             except ScrapeFailed as failed:
-                give_up(failed)
+                app.abort(f"{url}: cannot read metrics: {failed}")
+            app.display(_draw(app, watched, reach, watching=False))
             return
-        watch(app, url, every, interval, first)
+        watch(app, watched, every, reach)
     except KeyboardInterrupt:
         pass
+    except OSError as error:
+        if error.errno not in _TERMINAL_GONE:
+            raise
+        # The terminal closed under the view (a window shut, a pipe's reader gone): nobody is left
+        # to read a traceback, and Python's last flush of stdout must not write one either.
+        _silence_stdout()
 
 
-def watch(app: Application, url: str, every: float, interval: str, first: Scrape) -> None:
-    """Redraw the view after every scrape until interrupted."""
+def _silence_stdout() -> None:
+    import os
+    import sys
+
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+
+
+def _duration(text: str, option: str, least: float) -> float:
+    from meshsim.core.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        raise click.BadParameter(f'expected a duration like "1s", got {text!r}', param_hint=option) from None
+    if seconds < least:
+        raise click.BadParameter(f"at least {least:g} s, got {text!r}", param_hint=option)
+    return seconds
+
+
+def _draw(app: Application, watched: Watched, span: float, watching: bool = True) -> RenderableType:
+    import time
+
+    from meshsim.cli.top_screen import Moment, screen
+
+    return screen(watched, app.console.width, Moment(time.strftime("%H:%M:%S"), time.monotonic()), span, watching)
+
+
+_TERMINAL_GONE = (errno.EIO, errno.EPIPE)
+_REDRAW = 0.5  # seconds between redraws without news: the scrape's age moves on
+_KEY_WAIT = 0.1  # how long a key is waited for at a time: how soon a finished scrape is shown
+_FASTEST = 0.1  # the shortest time between two scrapes of a view that keeps watching
+
+
+def watch(app: Application, watched: Watched, every: float, span: float) -> None:
+    """Redraw the view as scrapes come in and as their age grows, until q (or Ctrl-C, or SIGTERM).
+
+    Scrapes run on a thread of their own, so a peer that takes seconds to answer delays neither
+    the key that quits nor the age the header shows."""
+    import queue
+    import signal
+    import threading
     import time
 
     from rich.live import Live
 
-    watched = _Watched(url, interval, first)
-    watched.refresh()
-    with Live(watched.view(), console=app.console, auto_refresh=False) as screen:
+    from meshsim.cli.keyboard import END, keys
+    from meshsim.cli.top_screen import QUIT_KEY
+
+    results: queue.Queue[Scrape | ScrapeFailed] = queue.Queue()
+    # Watching is never a reason to scrape a peer in a tight loop, whatever --interval says.
+    pace = max(every, _FASTEST)
+    threading.Thread(target=_scrape_forever, args=(watched.url, pace, results), daemon=True).start()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the view as q does, so the terminal is given back as it was found.
+        signal.signal(signal.SIGTERM, _interrupt)
+    with keys() as read_key, Live(console=app.console, auto_refresh=False, screen=True) as live:
+        drawn = -math.inf
         while True:
-            time.sleep(every)
-            watched.refresh()
-            screen.update(watched.view(), refresh=True)
+            key = read_key(_KEY_WAIT)
+            if key is not None and key.lower() in (QUIT_KEY, END):
+                return
+            news = False
+            while not results.empty():
+                result = results.get_nowait()
+                if isinstance(result, ScrapeFailed):
+                    watched = watched.failed(str(result), time.strftime("%H:%M:%S"))
+                else:
+                    watched = watched.scraped(result)
+                news = True
+            if news or time.monotonic() - drawn >= _REDRAW:
+                live.update(_draw(app, watched, span), refresh=True)
+                drawn = time.monotonic()
 
 
-class _Watched:
-    """The two latest scrapes that worked, and why the ones since failed: a proxy restarting or a
-    network hiccup must not end the view, so a failure is shown over them and the next scrape
-    is tried as usual."""
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    def __init__(self, url: str, interval: str, first: Scrape) -> None:
-        self.url = url
-        self.interval = interval
-        self.before = self.now = first
-        self.trouble: str | None = None
-        self._since = ""
 
-    def refresh(self) -> None:
-        import time
+def _scrape_forever(url: str, every: float, results: queue.Queue[Scrape | ScrapeFailed]) -> None:
+    """Scrape every `every` seconds (from the start of one to the next), handing each result over."""
+    import time
 
+    while True:
+        started = time.monotonic()
         try:
-            latest = scrape(self.url)
+            results.put(scrape(url))
         except ScrapeFailed as failed:
-            self._since = self._since or time.strftime("%H:%M:%S")
-            self.trouble = f"no metrics since {self._since}: {failed} (trying every {self.interval})"
-        else:
-            self.before, self.now, self.trouble, self._since = self.now, latest, None, ""
-
-    def view(self) -> Group:
-        from meshsim.cli.health_view import health_view
-
-        return health_view(self.before, self.now, self.trouble)
+            results.put(failed)
+        except Exception as error:  # on this thread a traceback would tear the screen: it is a failure too
+            results.put(ScrapeFailed(f"{type(error).__name__}: {error}"))
+        time.sleep(max(0.0, every - (time.monotonic() - started)))
 
 
 def scrape(url: str) -> Scrape:
@@ -115,7 +170,7 @@ def scrape(url: str) -> Scrape:
     import urllib.error
     import urllib.request
 
-    from meshsim.cli.health_view import parse
+    from meshsim.cli.prometheus import parse
 
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
