@@ -18,6 +18,7 @@ from meshsim.live.config import (
     Keepalive,
     MtlsConfig,
     ProxyConfig,
+    TracingConfig,
     load_live_config,
 )
 from meshsim.live.proxy import grpc_options
@@ -262,6 +263,18 @@ endpoints = ["127.0.0.1:7101"]
     assert (yaml.balancer.policy, yaml.balancer.hash_header) == ("consistent_hash", "x-user-id")
 
 
+def test_tracing_is_read_in_either_layout(tmp_path: Path) -> None:
+    toml = write(
+        tmp_path,
+        "mesh.toml",
+        '[proxy]\nendpoints = ["a:1"]\n[tracing]\nendpoint = "http://127.0.0.1:4317"\nsample_ratio = 0.25\n',
+    )
+    assert load_live_config(toml).tracing == TracingConfig(endpoint="http://127.0.0.1:4317", sample_ratio=0.25)
+    yaml = write(tmp_path, "mesh.yaml", "services:\n  - port: 50051\ntracing:\n  service_name: edge\n")
+    assert load_live_config(yaml).tracing == TracingConfig(service_name="edge")
+    assert load_live_config(write(tmp_path, "none.toml", '[proxy]\nendpoints = ["a:1"]\n')).tracing is None
+
+
 def test_for_service_takes_weights_and_checks_them() -> None:
     config = ProxyConfig.for_service("mesh.v1.MeshService", ("127.0.0.1:7001", "127.0.0.1:7002"), weights=(3, 1))
     assert config.clusters[0].weights == (3, 1)
@@ -376,6 +389,16 @@ def test_for_service_takes_weights_and_checks_them() -> None:
             "hash-header.yaml",
             "services:\n  - port: 50051\nload_balancer:\n  hash_header: session-bin\n",
             "load_balancer.hash_header: a binary header (-bin) cannot be a hash key",
+        ),
+        (
+            "tracing.toml",
+            '[proxy]\nendpoints = ["a:1"]\n[tracing]\nendpoint = "collector:4317"\n',
+            'tracing.endpoint: expected "http://HOST:PORT" or "https://HOST:PORT"',
+        ),
+        (
+            "tracing.yaml",
+            "services:\n  - port: 50051\ntracing:\n  sample_ratio: 2\n",
+            "tracing.sample_ratio: must be at most 1",
         ),
     ],
 )

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from meshsim import GrpcClient, RetryPolicy, live
+from meshsim.live.config import TracingConfig
 from meshsim.live.tracing import Tracing, tracing_requested
 from meshsim.pb.v1.mesh_pb2 import ProcessRequest
 from tests.conftest import ROOT, stop
@@ -182,3 +183,19 @@ listen = "127.0.0.1:0"
     access = [line for line in lines if line["logger"] == "meshsim.access"]
     assert any(line["trace_id"] == call.trace_id.hex() and line["attempts"] == 2 for line in access), access
     assert any(line.get("event") == "started" and line["tracing"] for line in lines)
+
+
+def test_a_configs_tracing_table_turns_tracing_on_unless_the_variables_say_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    assert Tracing.from_environment("proxy", TracingConfig()) is None  # no endpoint: nowhere to send
+    assert Tracing.from_environment("proxy", TracingConfig(endpoint="http://127.0.0.1:4317", enabled=False)) is None
+    tracing = Tracing.from_environment("proxy", TracingConfig(endpoint="http://127.0.0.1:4317", sample_ratio=0.5))
+    assert tracing is not None
+    assert "0.5" in tracing.provider.sampler.get_description()
+    tracing.shutdown()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert Tracing.from_environment("proxy", TracingConfig(endpoint="http://127.0.0.1:4317")) is None

@@ -195,6 +195,8 @@ class ProxyConfig:
     name: str = "proxy"
     # Where every call through the proxy is recorded, for `meshsim replay` (docs/replay.md).
     record: RecordConfig | None = None
+    # OpenTelemetry traces (live/tracing.py): the OTEL_* variables, when set, win over it.
+    tracing: TracingConfig | None = None
 
     @classmethod
     def for_service(
@@ -202,6 +204,18 @@ class ProxyConfig:
     ) -> ProxyConfig:
         """One service behind the proxy (the common case); `weights`, if any, one per endpoint."""
         return cls(clusters=(Cluster(service, tuple(endpoints), weights=tuple(weights)),), **options)
+
+
+@attrs.frozen
+class TracingConfig:
+    """`[tracing]`: where spans go (an OTLP/gRPC endpoint, "http://collector:4317"), the share of
+    traces sampled (by trace id, following the caller's decision: parentbased_traceidratio),
+    and the service name."""
+
+    endpoint: str | None = None
+    sample_ratio: float = 1.0
+    service_name: str | None = None
+    enabled: bool = True
 
 
 class ProxyConfigError(ConfigError):
@@ -291,6 +305,7 @@ def _from_toml(top: Table) -> ProxyConfig:
         mtls=mtls,
         metrics_listen=optional_table(top, "metrics", _metrics),
         record=optional_table(top, "record", _record),
+        tracing=optional_table(top, "tracing", _tracing),
     )
     proxy.done()
     top.done()
@@ -409,6 +424,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
     mtls = optional_table(top, "mtls", _mtls)
     metrics_listen = optional_table(top, "metrics", _metrics)
     record = optional_table(top, "record", _record)
+    tracing = optional_table(top, "tracing", _tracing)
     for index, cluster in enumerate(clusters):
         if cluster.tls and mtls is None:
             top.fail(
@@ -425,6 +441,7 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
         mtls=mtls,
         metrics_listen=metrics_listen,
         record=record,
+        tracing=tracing,
         **listener,
     )
 
@@ -435,6 +452,20 @@ def _from_yaml(path: Path, text: str) -> ProxyConfig:
 def _metrics(table: Table) -> str:
     """`[metrics] listen = "host:port"` (the seed's port, 9090, by default)."""
     return _address(table, "listen", "127.0.0.1:9090")
+
+
+def _tracing(table: Table) -> TracingConfig:
+    """`[tracing] endpoint = "http://collector:4317"`, `sample_ratio` (0 to 1), `service_name`,
+    `enabled`: traces to an OTLP/gRPC collector (docs/observability.md)."""
+    endpoint = table.string("endpoint", None)
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        table.fail("endpoint", f'expected "http://HOST:PORT" or "https://HOST:PORT", got {shown(endpoint)}')
+    return TracingConfig(
+        endpoint=endpoint,
+        sample_ratio=table.number("sample_ratio", 1.0, minimum=0.0, maximum=1.0),
+        service_name=table.string("service_name", None),
+        enabled=table.boolean("enabled", True),
+    )
 
 
 def _record(table: Table) -> RecordConfig:

@@ -232,7 +232,7 @@ class Proxy:
             self.recorder.listen(self.observer)
         self._upstreams = [self._upstream(cluster) for cluster in config.clusters]
         log_mesh_events(self.observer)
-        self.tracing = Tracing.from_environment(config.name)
+        self.tracing = Tracing.from_environment(config.name, config.tracing)
         self._by_service = {u.service: u for u in self._upstreams}
         self._keys = {u.service: _CallKeys(config.balancer, u.streams("keys")) for u in self._upstreams}
         self.reflection = reflection.MergedReflection(

@@ -13,8 +13,10 @@ Configured the standard way, and off unless asked: an OTLP endpoint
 (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) or
 `OTEL_TRACES_EXPORTER=otlp|console` turns it on; `OTEL_SDK_DISABLED=true` or
 `OTEL_TRACES_EXPORTER=none` keeps it off; the SDK reads the sampler
-(`OTEL_TRACES_SAMPLER`), the service name and the batch settings itself. Off, a call
-pays one attribute read.
+(`OTEL_TRACES_SAMPLER`), the service name and the batch settings itself. A proxy
+config's `[tracing]` table (`TracingConfig`) says the same in the file; a variable
+that is set wins over it, so one deployment can change what the file says. Off, a
+call pays one attribute read.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from opentelemetry.trace import Span, SpanKind, Status
 from opentelemetry.trace import StatusCode as SpanStatus
 
 from meshsim.core.status import StatusCode
+from meshsim.live.config import TracingConfig
 from meshsim.live.status import from_grpc
 from meshsim.runtime.transport import OnDone
 
@@ -58,21 +61,33 @@ class Tracing:
     The SDK and the exporter are imported here, not with the module: a process that does
     not trace (the default) does not pay their 150 ms of imports at start-up."""
 
-    def __init__(self, service_name: str, exporter: Any = None) -> None:
+    def __init__(self, service_name: str, exporter: Any = None, config: TracingConfig | None = None) -> None:
         from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
         from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+        from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio  # noqa: PLC0415
 
+        config = config or TracingConfig()
         if exporter is None:
-            exporter = _exporter()
-        # OTEL_SERVICE_NAME, when set, wins: Resource.create reads it over this default.
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+            exporter = _exporter(config.endpoint)
+        # The variables, when set, win over the file: OTEL_TRACES_SAMPLER is the SDK's own default
+        # sampler, and Resource.create reads OTEL_SERVICE_NAME over the name given here.
+        sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBasedTraceIdRatio(config.sample_ratio)
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": config.service_name or service_name}), sampler=sampler
+        )
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("meshsim")
 
     @classmethod
-    def from_environment(cls, service_name: str) -> Tracing | None:
-        return cls(service_name) if tracing_requested() else None
+    def from_environment(cls, service_name: str, config: TracingConfig | None = None) -> Tracing | None:
+        """A tracer when the variables (or, failing them, `config` with an endpoint) ask for one."""
+        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return None
+        if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+            return None
+        by_file = config is not None and config.enabled and config.endpoint is not None
+        return cls(service_name, config=config) if tracing_requested() or by_file else None
 
     def shutdown(self) -> None:
         """Send what is buffered and stop (at the end of the process)."""
@@ -162,14 +177,17 @@ class _Carrier(dict[str, str]):
         super().__init__((key, value) for key, value in metadata if isinstance(value, str))
 
 
-def _exporter() -> Any:
+def _exporter(endpoint: str | None) -> Any:
     if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter  # noqa: PLC0415
 
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
 
-    return OTLPSpanExporter()
+    variables = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if endpoint is None or any(os.environ.get(name) for name in variables):
+        return OTLPSpanExporter()
+    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
 
 
 class ServerTracing(grpc.aio.ServerInterceptor):
