@@ -16,6 +16,7 @@ from meshsim.cli.app import Application
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from meshsim.core.overrides import Assignment
     from meshsim.core.report import Report
     from meshsim.core.scenario import Scenario
     from meshsim.dashboard.load import ReplicaLoad
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("scenario_path", metavar="SCENARIO", type=click.Path(dir_okay=False))
 @click.option("--seed", type=click.IntRange(min=0), help="Override the scenario's seed.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario key by its dotted path in the TOML (balancer.policy=p2c); repeatable.",
+)
 @click.option(
     "--json",
     "json_path",
@@ -46,6 +54,7 @@ def run(
     app: Application,
     scenario_path: str,
     seed: int | None,
+    sets: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
     quiet: bool,
@@ -58,7 +67,8 @@ def run(
     when the simulator itself fails."""
     from meshsim.core.scenario_loader import load_scenario
 
-    scenario = load_scenario(scenario_path)
+    overrides = _overrides(app, sets)
+    scenario = load_scenario(scenario_path, overrides)
     if seed is not None:
         scenario = scenario.with_seed(seed)
     if both and json_path == "-":
@@ -85,7 +95,7 @@ def run(
         if html_path is not None and load is not None:
             _write_html(app, report, load, html_path, both)
     show = app.console if json_path != "-" else app.errors
-    verdicts = [_judge(report, wall, scenario, scenario_path, quiet, show) for report, wall in runs]
+    verdicts = [_judge(report, wall, scenario, scenario_path, quiet, show, overrides) for report, wall in runs]
     if any(report.interrupted for report in reports):
         show.print("[bold yellow]INTERRUPTED[/]: the report covers the run until it was stopped")
         raise SystemExit(130)
@@ -218,7 +228,33 @@ def _write_html(app: Application, report: Report, load: ReplicaLoad, html_path: 
         app.abort(f"--html {path}: cannot write the HTML report: {error.strerror or error}")
 
 
-def _judge(report: Report, wall: float, scenario: Scenario, scenario_path: str, quiet: bool, show: Console) -> bool:
+def _overrides(app: Application, sets: tuple[str, ...]) -> tuple[Assignment, ...]:
+    """`--set KEY=VALUE`, one value each (a list of values is `meshsim sweep`'s)."""
+    from meshsim.core.overrides import parse_set
+
+    overrides: list[Assignment] = []
+    for argument in sets:
+        try:
+            values = parse_set(argument)
+        except ValueError as error:
+            app.abort(f"--set: {error}")
+        if len(values) > 1:
+            app.abort(f"--set {argument}: one value per key (meshsim sweep runs several)")
+        if any(o.key == values[0].key for o in overrides):
+            app.abort(f"--set: {values[0].key} is set twice")
+        overrides.append(values[0])
+    return tuple(overrides)
+
+
+def _judge(
+    report: Report,
+    wall: float,
+    scenario: Scenario,
+    scenario_path: str,
+    quiet: bool,
+    show: Console,
+    overrides: tuple[Assignment, ...] = (),
+) -> bool:
     """Print the report and its verdict; whether every assertion passed."""
     from rich.markup import escape
 
@@ -229,7 +265,8 @@ def _judge(report: Report, wall: float, scenario: Scenario, scenario_path: str, 
     mode = " --live" if report.mode == "live" else ""
     failed = [a for a in report.assertions if not a.passed]
     if failed:
-        command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}{mode}"
+        flags = "".join(f" {o.flag}" for o in overrides)
+        command = f"meshsim run {shlex.quote(scenario_path)} --seed {scenario.seed}{flags}{mode}"
         for result in failed:
             show.print(
                 f"[bold red]FAILED[/] {escape(result.config.name)}: observed {_observed(result.observed)}, "

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from meshsim.core import cost
 from meshsim.core.calls import Pattern
@@ -18,6 +20,7 @@ from meshsim.core.config import (
     MAX_REPLICAS,
     MAX_WEIGHT,
     Table,
+    check_depth,
     read_text,
     shown,
     toml_table,
@@ -32,6 +35,7 @@ from meshsim.core.distributions import (
     Uniform,
 )
 from meshsim.core.faults import KINDS, FaultContext
+from meshsim.core.overrides import Assignment, apply_overrides, mention
 from meshsim.core.policy_config import read_balancer, read_health, read_outlier, read_policies, read_preset
 from meshsim.core.scenario import (
     LATENCY_METRICS,
@@ -56,17 +60,36 @@ MAX_RATE = 1_000_000.0  # calls a second, of one client
 MAX_RATES = 100_000  # steps of a schedule: a day of seconds fits
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Parse and validate a scenario file; raise ScenarioError naming file and key on any problem."""
+def load_scenario(path: str | Path, overrides: Sequence[Assignment] = ()) -> Scenario:
+    """Parse and validate a scenario file, with `overrides` (`--set`) made to its keys first; raise
+    ScenarioError naming file and key on any problem."""
     path = Path(path)
-    return parse_scenario(read_text(path, ScenarioError), path)
+    return parse_scenario(read_text(path, ScenarioError), path, overrides)
 
 
-def parse_scenario(text: str, path: Path) -> Scenario:
+def parse_scenario(text: str, path: Path, overrides: Sequence[Assignment] = ()) -> Scenario:
     """A scenario from its text, checked as a file of that name is (`meshsim replay` builds one
     this way, so that what it simulates is exactly what `--emit` writes)."""
-    scenario = _build(toml_table(path, text, ScenarioError))
-    cost.check(scenario)
+    if not overrides:
+        scenario = _build(toml_table(path, text, ScenarioError))
+        cost.check(scenario)
+        return scenario
+    data = apply_overrides(toml_table(path, text, ScenarioError).data, overrides, path)
+    return scenario_from_data(data, path, overrides)
+
+
+def scenario_from_data(data: dict[str, Any], path: Path, overrides: Sequence[Assignment] = ()) -> Scenario:
+    """A scenario from TOML data already parsed (and overridden: `meshsim sweep` parses a file once
+    and builds each combination of its `--set` values from it), checked exactly as a file is; an
+    error about a key an override set says which `--set` it was."""
+    check_depth(path, data, ScenarioError)
+    try:
+        scenario = _build(Table(path, data, error=ScenarioError))
+        cost.check(scenario)
+    except ScenarioError as error:
+        if not overrides:
+            raise
+        raise ScenarioError(mention(str(error), overrides)) from None
     return scenario
 
 
