@@ -14,6 +14,7 @@ from meshsim.cli.logs import FORMATS, LEVELS, configure_logging
 from meshsim.cli.replay import replay
 from meshsim.cli.run import run
 from meshsim.cli.serve import serve
+from meshsim.cli.sweep import sweep
 from meshsim.cli.top import top
 from meshsim.cli.validate import validate
 from meshsim.core.errors import ConfigError, StartupError
@@ -66,5 +67,6 @@ main.add_command(top)
 main.add_command(compare)
 main.add_command(replay)
 main.add_command(chaos)
+main.add_command(sweep)
 
 __all__ = ["main"]
