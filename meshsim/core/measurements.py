@@ -18,6 +18,9 @@ from meshsim.core.recording import RunRecorder
 from meshsim.core.report import AttemptCounts, CallSummary, LatencySummary
 from meshsim.core.status import StatusCode
 
+# A code's name without an enum lookup per summary (a report of 10,000 replicas makes 10,000 of them).
+_STATUS_NAMES = {int(code): code.name for code in StatusCode}
+
 
 def percentile(ordered: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of an ascending sequence (an observed value, never interpolated)."""
@@ -61,7 +64,7 @@ def _summary(
         if keys is not None and endpoints is not None and keys[i] >= 0:
             per_endpoint = placements.setdefault(keys[i], {})
             per_endpoint[endpoints[i]] = per_endpoint.get(endpoints[i], 0) + 1
-    by_status = {StatusCode(code).name: counts[code] for code in sorted(counts)}
+    by_status = {_STATUS_NAMES[code]: counts[code] for code in sorted(counts)}
     affinity = math.nan
     if placements:
         keyed = sum(sum(p.values()) for p in placements.values())

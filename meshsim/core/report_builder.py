@@ -11,7 +11,7 @@ import math
 
 from meshsim.core.assertions import evaluate_assertions
 from meshsim.core.measurements import RecordedRun
-from meshsim.core.recording import RunRecorder
+from meshsim.core.recording import EjectionRecord, HealthTransition, RunRecorder
 from meshsim.core.report import Bucket, EndpointReport, Report
 from meshsim.core.scenario import Scenario
 
@@ -22,6 +22,13 @@ def build_report(scenario: Scenario, recorder: RunRecorder, mode: str = "sim", i
     all_calls = run.calls("run", None)
     all_attempts = run.attempts("run", None)
 
+    # Grouped once, in the order recorded: a scan per replica is replicas x transitions.
+    health: dict[str, list[HealthTransition]] = {}
+    for transition in r.health:
+        health.setdefault(transition.endpoint, []).append(transition)
+    ejections: dict[str, list[EjectionRecord]] = {}
+    for ejection in r.ejections:
+        ejections.setdefault(ejection.endpoint, []).append(ejection)
     endpoints = []
     for service in scenario.services:
         for name in service.replica_names:
@@ -32,8 +39,8 @@ def build_report(scenario: Scenario, recorder: RunRecorder, mode: str = "sim", i
                     service=service.name,
                     calls=run.attempts_summary(attempts),
                     counts=run.replica_counts(attempts),
-                    health=tuple(t for t in r.health if t.endpoint == name),
-                    ejections=tuple(j for j in r.ejections if j.endpoint == name),
+                    health=tuple(health.get(name, ())),
+                    ejections=tuple(ejections.get(name, ())),
                 )
             )
     clients = tuple((c.name, run.calls_summary(run.calls("client", c.name))) for c in scenario.clients)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import attrs
 import trio
@@ -27,8 +28,12 @@ from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.health_checker import HealthChecker
 from meshsim.runtime.membership import Connections, Membership, Resolver
 from meshsim.runtime.observer import Observer
+from meshsim.runtime.timed_health import TimedHealthChecker, TimedHealthTransport, offers_timed_health
 from meshsim.runtime.timers import Timers
 from meshsim.runtime.transport import Transport
+
+# Balancers of more endpoints than this publish health verdicts once per instant (see assemble).
+BATCHED_PUBLISH_ABOVE = 32
 
 
 @attrs.frozen
@@ -128,11 +133,22 @@ async def assemble(
         balancer = build_balancer(config, streams, observer)
     health = config.health
 
-    def checker(endpoint: str) -> HealthChecker:
+    # A transport that answers probes through callbacks (the simulator's) gets checkers made of
+    # timers. A large balancer's verdicts then publish once per instant, however many endpoints
+    # changed: a picker per verdict costs O(endpoints²) when all pass their first check together.
+    # A small one publishes per verdict, as before, which keeps the picker's draws (round robin's
+    # start) where the shipped scenarios have them.
+    timed = offers_timed_health(transport)
+    if timed and health.enabled and len(balancer.endpoints) > BATCHED_PUBLISH_ABOVE:
+        balancer.publish_later(lambda publish: timers.call_at(timers.now(), publish))
+
+    def checker(endpoint: str) -> HealthChecker | TimedHealthChecker:
         name = f"health:{config.client}:{endpoint}"
-        return HealthChecker(
-            name, endpoint, config.probed_service, health, transport, balancer.mailbox, streams(f"health/{endpoint}")
-        )
+        rng = streams(f"health/{endpoint}")
+        if timed:
+            probes = cast(TimedHealthTransport, transport)
+            return TimedHealthChecker(name, endpoint, config.probed_service, health, probes, balancer, timers, rng)
+        return HealthChecker(name, endpoint, config.probed_service, health, transport, balancer.mailbox, rng)
 
     if resolver is not None:
         assert connections is not None, "discovery opens and closes connections"
@@ -152,7 +168,11 @@ async def assemble(
         supervisor.start(balancer)
         if health.enabled:
             for endpoint in balancer.endpoints:
-                supervisor.start(checker(endpoint.name))
+                made = checker(endpoint.name)
+                if isinstance(made, TimedHealthChecker):
+                    made.start()  # no task: its steps are timers
+                else:
+                    supervisor.start(made)
     if config.outlier is not None:
         supervisor.start(OutlierSweeper(f"outliers:{config.client}", config.outlier.interval, balancer.mailbox))
     for actor in extra_actors:

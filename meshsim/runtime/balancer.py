@@ -85,6 +85,10 @@ class Balancer:
         # Without health checks a replica is in rotation from the start: nothing would ever put it in.
         self._start_healthy = health.initial_healthy or not health.enabled
         self._trackers = {e.name: self._tracker() for e in self.endpoints}
+        # Endpoints that have not answered a first check (counted, not scanned: it is asked per verdict).
+        self._unchecked = 0 if self._start_healthy else len(self.endpoints)
+        self._schedule: Callable[[Callable[[], None]], object] | None = None
+        self._publish_due = False
         for endpoint in self.endpoints:
             endpoint.healthy = self._start_healthy
         # Calls that found no usable endpoint while some are not yet checked (gRPC's CONNECTING):
@@ -135,7 +139,7 @@ class Balancer:
 
     @property
     def all_checked(self) -> bool:
-        return all(tracker.checked for tracker in self._trackers.values())
+        return self._unchecked == 0
 
     def usable(self, endpoint: Endpoint) -> bool:
         ejected = self.outlier is not None and self.outlier.is_ejected(endpoint.name)
@@ -158,7 +162,7 @@ class Balancer:
         self.picker = build_picker(self.config, pickable, self._rng, self.now, self.endpoints)
         # As gRPC's channel: CONNECTING (picks wait) while no replica is usable and some have not yet
         # answered a first check; TRANSIENT_FAILURE (calls fail fast) once all have, and failed.
-        self.warming = not pickable and any(not tracker.checked for tracker in self._trackers.values())
+        self.warming = not pickable and self._unchecked > 0
         if self._waiting and not self.warming:
             waiting, self._waiting = self._waiting, []
             for resume in waiting:
@@ -171,25 +175,53 @@ class Balancer:
         if isinstance(message, EndpointsResolved):
             self._resolved(message.endpoints)
             return
-        endpoint = self._by_name.get(message.endpoint)
+        self._on_health(message.endpoint, message.status, pushed=isinstance(message, HealthReported))
+
+    def health_probed(self, endpoint: str, status: HealthStatus) -> None:
+        """A health probe of `endpoint` came back (HealthProbed, without the mailbox)."""
+        self._on_health(endpoint, status, pushed=False)
+
+    def health_reported(self, endpoint: str, status: HealthStatus) -> None:
+        """`endpoint` pushed a serving status (HealthReported, without the mailbox)."""
+        self._on_health(endpoint, status, pushed=True)
+
+    def publish_later(self, schedule: Callable[[Callable[[], None]], object]) -> None:
+        """Health verdicts publish through `schedule(fn)` (fn runs later at the same instant), once
+        however many verdicts came meanwhile: a thousand replicas passing their first check together
+        then build one picker, not a thousand pickers of up to a thousand endpoints each."""
+        self._schedule = schedule
+
+    def _publish_health(self) -> None:
+        if self._schedule is None:
+            self.publish()
+        elif not self._publish_due:
+            self._publish_due = True
+            self._schedule(self._publish_scheduled)
+
+    def _publish_scheduled(self) -> None:
+        self._publish_due = False
+        self.publish()
+
+    def _on_health(self, name: str, status: HealthStatus, pushed: bool) -> None:
+        endpoint = self._by_name.get(name)
         if endpoint is None:
             return  # a probe of an endpoint discovery has since removed
         tracker = self._trackers[endpoint.name]
         first = not tracker.checked
-        verdict = (
-            tracker.report(message.status) if isinstance(message, HealthReported) else tracker.observe(message.status)
-        )
+        verdict = tracker.report(status) if pushed else tracker.observe(status)
+        if first:
+            self._unchecked -= 1
         if first and self._waiting_for_all and self.all_checked:
             waiting, self._waiting_for_all = self._waiting_for_all, []
             for checked in waiting:
                 checked()
         if verdict is None:
             if first and self.warming:
-                self.publish()  # one fewer to wait for: all checked and failed ends the warming
+                self._publish_health()  # one fewer to wait for: all checked and failed ends the warming
             return
         endpoint.healthy = verdict
-        self._observer.emit(HealthChanged(self.now(), self.client, endpoint.name, verdict, message.status))
-        self.publish()
+        self._observer.emit(HealthChanged(self.now(), self.client, endpoint.name, verdict, status))
+        self._publish_health()
 
     def record_outcome(self, endpoint: Endpoint, status: StatusCode, rtt: float, now: float) -> None:
         """An attempt on `endpoint` ended (called by the call path)."""
@@ -219,8 +251,9 @@ class Balancer:
             endpoint.healthy = self._start_healthy
             kept[name] = endpoint
             self._trackers[name] = self._tracker()
+            self._unchecked += not self._start_healthy
         for name in removed:
-            del self._trackers[name]
+            self._unchecked -= not self._trackers.pop(name).checked
         self.endpoints = tuple(kept[n] for n in unique)
         self._by_name = {e.name: e for e in self.endpoints}
         if self.outlier is not None:

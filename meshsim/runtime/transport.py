@@ -15,6 +15,8 @@ from meshsim.core.status import HealthStatus, StatusCode
 
 # on_done(status, pushback_ms): pushback_ms is the server's grpc-retry-pushback-ms, or None.
 OnDone = Callable[[StatusCode, int | None], None]
+# on_health(status): a health probe's answer, or a status a Watch stream pushed.
+OnHealth = Callable[[HealthStatus], None]
 # on_answer(): the attempt's response headers (or first message) arrived: the call commits to it (A6).
 OnAnswer = Callable[[], None]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import trio
 import trio.lowlevel
@@ -11,8 +11,8 @@ import trio.lowlevel
 from meshsim.core.calls import CallSpec
 from meshsim.core.scenario import Scenario
 from meshsim.core.status import HealthStatus, StatusCode
-from meshsim.runtime.timers import TimerQueue
-from meshsim.runtime.transport import OnAnswer, OnDone
+from meshsim.runtime.timers import Cancellable, TimerQueue
+from meshsim.runtime.transport import OnAnswer, OnDone, OnHealth
 from meshsim.sim.replica import SimCall, SimReplica
 
 
@@ -70,6 +70,22 @@ class SimTransport:
             return replica.refuse(on_done, StatusCode.UNAVAILABLE)
         return replica.start_call(call, deadline_at, on_done, on_answer)
 
+    def probe(self, endpoint: str, service: str, on_status: OnHealth) -> Cancellable | None:
+        """check_health as a timer (runtime.timed_health): the answer comes from the completion queue,
+        or never (the prober's timeout decides)."""
+        if self._network.is_cut(self._client, endpoint):
+            return self._network.timers.call_soon(on_status, HealthStatus.UNREACHABLE)
+        return self._network.replicas[endpoint].probe(service, on_status)
+
+    def watch(self, endpoint: str, service: str, on_status: OnHealth, on_end: Callable[[], None]) -> Cancellable:
+        """watch_health as callbacks on the completion queue: the same stream, no task."""
+        stream = _WatchStream(self, self._network.replicas[endpoint], service, on_status, on_end)
+        stream.step()
+        return stream
+
+    def reaches(self, endpoint: str) -> bool:
+        return not self._network.is_cut(self._client, endpoint)
+
     async def check_health(self, endpoint: str, service: str) -> HealthStatus:
         if self._network.is_cut(self._client, endpoint):
             await trio.lowlevel.checkpoint()
@@ -97,3 +113,86 @@ class SimTransport:
                 yield status
                 last = status
             await changed.wait()
+
+
+class _WatchStream:
+    """One Watch stream of SimTransport.watch_health, as a state machine on the completion queue.
+
+    Between answers it waits for the replica to change; a change while it is answering makes
+    it answer again at once, as the task version's captured `changed` event does.
+    """
+
+    def __init__(
+        self,
+        transport: SimTransport,
+        replica: SimReplica,
+        service: str,
+        on_status: OnHealth,
+        on_end: Callable[[], None],
+    ) -> None:
+        self._transport = transport
+        self._timers = transport._network.timers
+        self._replica = replica
+        self._service = service
+        self._on_status = on_status
+        self._on_end = on_end
+        self._last: HealthStatus | None = None
+        self._probe: Cancellable | None = None
+        self._changed = False  # a fault began or ended while the stream was answering
+        self._waiting = False
+        self._closed = False
+        replica.watch_changes(self._change)
+
+    def step(self) -> None:
+        replica = self._replica
+        if replica.down or not self._transport.reaches(replica.name):
+            self._end(soon=True)
+            return
+        if replica.blackholed:
+            self._waiting = True  # hung: open and silent until the blackhole lifts
+            return
+        self._changed = False
+        self._probe = replica.probe(self._service, self._answered)
+
+    def _answered(self, status: HealthStatus) -> None:
+        self._probe = None
+        replica = self._replica
+        if replica.down or not self._transport.reaches(replica.name):
+            self._end(soon=False)  # it died (or was cut off) while answering: the stream broke
+            return
+        if status is not self._last:
+            self._last = status
+            self._on_status(status)
+            if self._closed:
+                return
+        if self._changed:
+            self.step()
+        else:
+            self._waiting = True
+
+    def _change(self) -> None:
+        # Called from inside whatever changed the replica: act from the completion queue instead.
+        if self._waiting:
+            self._waiting = False
+            self._timers.call_soon(self._resume)
+        else:
+            self._changed = True
+
+    def _resume(self) -> None:
+        if not self._closed:
+            self.step()
+
+    def _end(self, soon: bool) -> None:
+        self.cancel()
+        if soon:
+            self._timers.call_soon(self._on_end)
+        else:
+            self._on_end()
+
+    def cancel(self) -> None:
+        self._closed = True
+        self._waiting = False
+        self._replica.unwatch_changes(self._change)
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable
 
 import trio
 import trio.lowlevel
@@ -29,7 +30,7 @@ from meshsim.core.faults import conditions_of
 from meshsim.core.scenario import FaultConfig, ServiceConfig
 from meshsim.core.status import HealthStatus, StatusCode
 from meshsim.runtime.timers import Timer, TimerQueue
-from meshsim.runtime.transport import OnAnswer, OnDone
+from meshsim.runtime.transport import OnAnswer, OnDone, OnHealth
 
 # Streams whose server answers (headers and a first message) before the whole call is served; a
 # client stream, like a unary call, answers once, at the end.
@@ -100,6 +101,8 @@ class SimReplica:
         self._errors: list[tuple[float, StatusCode, int | None]] = []
         self.cut_from: set[str] = set()  # clients partitioned from it
         self.changed = trio.Event()  # set (and replaced) whenever a fault begins or ends on it
+        # Callbacks told the same (health Watch streams on the completion queue), in the order they came.
+        self._watchers: dict[Callable[[], None], None] = {}
 
     # --- faults -----------------------------------------------------------------
 
@@ -123,6 +126,8 @@ class SimReplica:
         self.cut_from = conditions.cut_from
         changed, self.changed = self.changed, trio.Event()
         changed.set()
+        for watcher in list(self._watchers):
+            watcher()
         if self.down and not was_down:
             self._fail_everything(StatusCode.UNAVAILABLE)
         if was_blackholed and not self.blackholed:
@@ -275,13 +280,18 @@ class SimReplica:
 
     # --- health -------------------------------------------------------------------
 
-    async def check_health(self, service: str) -> HealthStatus:
-        if self.down:
-            await trio.lowlevel.checkpoint()
-            return HealthStatus.UNREACHABLE
-        if self.blackholed:
-            await trio.sleep_forever()
-        await trio.sleep(self.service.probe_latency * self._multiply + self._add)
+    def watch_changes(self, watcher: Callable[[], None]) -> None:
+        """`watcher()` whenever a fault begins or ends here (synchronously: schedule, do not act)."""
+        self._watchers[watcher] = None
+
+    def unwatch_changes(self, watcher: Callable[[], None]) -> None:
+        self._watchers.pop(watcher, None)
+
+    def _probe_time(self) -> float:
+        return self.service.probe_latency * self._multiply + self._add
+
+    def _health_answer(self, service: str) -> HealthStatus:
+        """What a Check answers once its probe time has passed."""
         if self.down:
             return HealthStatus.UNREACHABLE
         if service not in ("", self.service.name):
@@ -289,3 +299,24 @@ class SimReplica:
         if self.health_override is not None:
             return self.health_override
         return HealthStatus.SERVING
+
+    async def check_health(self, service: str) -> HealthStatus:
+        if self.down:
+            await trio.lowlevel.checkpoint()
+            return HealthStatus.UNREACHABLE
+        if self.blackholed:
+            await trio.sleep_forever()
+        await trio.sleep(self._probe_time())
+        return self._health_answer(service)
+
+    def probe(self, service: str, on_status: OnHealth) -> Timer | None:
+        """check_health as a timer: `on_status` gets the answer from the completion queue, or never
+        (a blackholed replica does not answer: the caller's timeout decides)."""
+        if self.down:
+            return self._timers.call_soon(on_status, HealthStatus.UNREACHABLE)
+        if self.blackholed:
+            return None
+        return self._timers.call_at(self._timers.now() + self._probe_time(), self._probed, service, on_status)
+
+    def _probed(self, service: str, on_status: OnHealth) -> None:
+        on_status(self._health_answer(service))

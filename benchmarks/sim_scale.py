@@ -1,0 +1,161 @@
+"""Simulator at scale: CPU per simulated call from 10 to 10,000 replicas, every LB policy, health on.
+
+The model: one service of N replicas with no capacity limit and exponential service
+times (mean 10 ms), one open-loop client sending Poisson arrivals at 10,000 calls per
+simulated second, health checks on with the scenario defaults (the grpc preset: Watch,
+a 1 s interval, a Check when a stream has been silent for an interval), no faults.
+Each cell is one `run_scenario()` (simulation and report) timed in CPU seconds
+(`time.process_time()`), divided by the calls it simulated.
+
+The large run (`--big`): 1,000,000 calls over 1,000 replicas, health on, in a child
+process, so that its peak RSS (`ru_maxrss` of the child) is its own.
+
+    .venv/bin/python benchmarks/sim_scale.py                    # the table and the large run
+    .venv/bin/python benchmarks/sim_scale.py --calls 5000 --no-big   # a smoke run
+
+Figures and how to read them: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from meshsim.core.pickers import POLICIES
+from meshsim.core.scenario_loader import load_scenario
+from meshsim.sim.runner import run_scenario
+
+RATE = 10_000.0  # calls per simulated second
+MEAN_MS = 10.0
+SIZES = (10, 100, 1_000, 10_000)
+TARGET_GROWTH = 1.5
+BIG_CALLS = 1_000_000
+BIG_REPLICAS = 1_000
+BIG_SECONDS = 30.0
+BIG_RSS_MIB = 1024.0
+
+
+def scenario_toml(replicas: int, policy: str, calls: int, seed: int) -> str:
+    return f"""\
+schema = "meshsim/v1"
+name = "sim_scale"
+description = "benchmark: {replicas} replicas, {policy}, health on"
+seed = {seed}
+duration = {calls / RATE!r}
+
+[[service]]
+name = "api"
+replicas = {replicas}
+latency = {{ dist = "exponential", mean = "{MEAN_MS:g}ms" }}
+
+[balancer]
+policy = "{policy}"
+
+[health]
+enabled = true
+
+[[client]]
+name = "load"
+rate = {RATE!r}
+"""
+
+
+def measure(replicas: int, policy: str, calls: int, seed: int) -> tuple[float, int]:
+    """CPU seconds of one run and the calls it simulated."""
+    with tempfile.TemporaryDirectory(prefix="meshsim-scale-") as directory:
+        path = Path(directory) / "sim_scale.toml"
+        path.write_text(scenario_toml(replicas, policy, calls, seed), encoding="utf-8")
+        scenario = load_scenario(path)
+    gc.collect()
+    began = time.process_time()
+    report = run_scenario(scenario)
+    cpu = time.process_time() - began
+    return cpu, report.totals.requests
+
+
+def table(sizes: Sequence[int], policies: Sequence[str], calls: int, seed: int) -> list[str]:
+    lines = [
+        f"µs of CPU per simulated call; {calls:,} calls a cell at {RATE:g}/s, health on",
+        "",
+        f"{'policy':<22}" + "".join(f"{n:>10,}" for n in sizes) + f"{'growth':>9}",
+    ]
+    worst = 0.0
+    for policy in policies:
+        cells = []
+        for replicas in sizes:
+            cpu, simulated = measure(replicas, policy, calls, seed)
+            cells.append(cpu / max(1, simulated) * 1e6)
+        growth = cells[-1] / cells[0]
+        worst = max(worst, growth)
+        lines.append(f"{policy:<22}" + "".join(f"{c:>10.1f}" for c in cells) + f"{growth:>8.2f}x")
+        print(lines[-1], file=sys.stderr, flush=True)
+    verdict = "met" if worst <= TARGET_GROWTH else "NOT met"
+    lines += [
+        "",
+        f"worst growth {sizes[0]:,} -> {sizes[-1]:,} replicas: {worst:.2f}x (target <= {TARGET_GROWTH}: {verdict})",
+    ]
+    return lines
+
+
+def big_child(calls: int, replicas: int, seed: int) -> None:
+    """Run in a child process: print the run's CPU seconds and calls as JSON."""
+    cpu, simulated = measure(replicas, "round_robin", calls, seed)
+    print(json.dumps({"cpu": cpu, "calls": simulated}))
+
+
+def big(calls: int, replicas: int, seed: int) -> list[str]:
+    child = [sys.executable, __file__, "--big-child", "--calls", str(calls), "--replicas", str(replicas)]
+    out = subprocess.run([*child, "--seed", str(seed)], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
+    cpu, simulated = result["cpu"], result["calls"]
+    ok = cpu < BIG_SECONDS and rss_mib < BIG_RSS_MIB
+    return [
+        f"{simulated:,} calls over {replicas:,} replicas, round robin, health on: "
+        f"{cpu:.1f} s CPU ({cpu / simulated * 1e6:.1f} µs a call), peak RSS {rss_mib:,.0f} MiB "
+        f"(target < {BIG_SECONDS:g} s and < {BIG_RSS_MIB:g} MiB: {'met' if ok else 'NOT met'})"
+    ]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=None, help="calls a cell (default 50,000; --big: 1,000,000)")
+    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES), help="replica counts, comma-separated")
+    parser.add_argument("--policies", default=",".join(POLICIES), help="LB policies, comma-separated")
+    parser.add_argument("--replicas", type=int, default=BIG_REPLICAS, help="replicas of the large run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-big", action="store_true", help="skip the 1,000,000-call run")
+    parser.add_argument("--only-big", action="store_true", help="only the 1,000,000-call run")
+    parser.add_argument("--big-child", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.big_child:
+        big_child(args.calls or BIG_CALLS, args.replicas, args.seed)
+        return 0
+    lines = [f"python {sys.version.split()[0]}", ""]
+    if not args.only_big:
+        sizes = [int(n) for n in args.sizes.split(",")]
+        policies = [p for p in args.policies.split(",") if p]
+        lines += table(sizes, policies, args.calls or 50_000, args.seed)
+    if not args.no_big:
+        lines += [
+            "",
+            *big(BIG_CALLS if args.calls is None or not args.only_big else args.calls, args.replicas, args.seed),
+        ]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
