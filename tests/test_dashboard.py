@@ -182,13 +182,22 @@ def test_a_sample_is_due_about_an_interval_after_the_last() -> None:
 
 
 def test_the_proxy_view_has_its_balancers_states_and_the_services_numbers() -> None:
-    counts = {("edge", "mesh.v1.MeshService"): Counts(20, 1, ((0.01, 20.0), (math.inf, 20.0)))}
+    counts: dict[tuple[str, ...], Counts] = {
+        ("edge", "mesh.v1.MeshService"): Counts(20, 1, ((0.01, 20.0), (math.inf, 20.0)))
+    }
     (edge,) = services(PROXY, Window(counts, 2.0))
     assert (edge["name"], edge["seen_by"], edge["policy"]) == ("edge", "proxy", "round_robin")
     assert (edge["rps"], edge["error_rate"], edge["p50_ms"]) == (10, 0.05, 5)
     assert [r["state"] for r in edge["replicas"]] == ["healthy", "unhealthy", "ejected", "out of rotation"]
     assert edge["replicas"][1]["connected"] is False and edge["replicas"][0]["breaker"] == "CLOSED"
-    assert {r["rps"] for r in edge["replicas"]} == {None}  # the proxy does not count calls per endpoint
+    # Without attempt series, no replica has calls; with them, each its own rate, errors and share.
+    assert {r["rps"] for r in edge["replicas"]} == {0.0} and {r["share"] for r in edge["replicas"]} == {None}
+    first, second = (e["endpoint"] for e in PROXY["clusters"][0]["endpoints"][:2])
+    counts[("edge", "mesh.v1.MeshService", first)] = Counts(15, 3, ((0.01, 15.0), (math.inf, 15.0)))
+    counts[("edge", "mesh.v1.MeshService", second)] = Counts(5, 0, ((0.01, 5.0), (math.inf, 5.0)))
+    (edge,) = services(PROXY, Window(counts, 2.0))
+    shown = [(r["rps"], r["error_rate"], r["share"]) for r in edge["replicas"][:2]]
+    assert shown == [(7.5, 0.2, 0.75), (2.5, 0.0, 0.25)]
     assert services({"something": "else"}, None) == []
 
 

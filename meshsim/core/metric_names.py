@@ -5,6 +5,8 @@
     grpc_endpoint_health{client, service, endpoint}        1 while a caller's balancer counts it healthy
     grpc_endpoint_health{replica, service}                 1 while a replica reports SERVING
     grpc_active_connections{client, service, endpoint}     1 while a caller's channel to it is READY
+    grpc_client_attempts_total{client, service, endpoint, code}      a caller's attempts, by replica
+    grpc_client_attempt_duration_seconds{client, service, endpoint}  how long each took (histogram)
     meshsim_faults_applied_total{action}                   chaos faults applied (counter)
     meshsim_faults_cleared_total{action, reason}           ... and cleared: expired, deleted, cleared
     meshsim_faults_active{action}                          chaos faults active now
@@ -28,6 +30,10 @@ REQUEST_DURATION = "grpc_request_duration_seconds"
 REQUEST_DURATION_BUCKET = REQUEST_DURATION + "_bucket"  # the histogram's bucket series
 ENDPOINT_HEALTH = "grpc_endpoint_health"
 ACTIVE_CONNECTIONS = "grpc_active_connections"
+# Per attempt, per replica: gRFC A66's grpc.client.attempt.* in Prometheus' naming.
+ATTEMPTS_TOTAL = "grpc_client_attempts_total"
+ATTEMPT_DURATION = "grpc_client_attempt_duration_seconds"
+ATTEMPT_DURATION_BUCKET = ATTEMPT_DURATION + "_bucket"
 FAULTS_APPLIED = "meshsim_faults_applied_total"
 FAULTS_CLEARED = "meshsim_faults_cleared_total"
 FAULTS_ACTIVE = "meshsim_faults_active"

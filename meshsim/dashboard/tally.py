@@ -20,9 +20,12 @@ import attrs
 import prometheus_client
 
 from meshsim.core.metric_names import (
+    ATTEMPT_DURATION_BUCKET,
+    ATTEMPTS_TOTAL,
     BUCKET_BOUND,
     CLIENT,
     CODE,
+    ENDPOINT,
     REPLICA,
     REQUEST_DURATION_BUCKET,
     REQUESTS_TOTAL,
@@ -32,8 +35,9 @@ from meshsim.core.metric_names import (
 OK = "OK"
 _PROBE_SERVICES = "grpc."
 
-# (caller, service): the proxy's cluster and its gRPC service, or a replica's address and a gRPC service.
-Key = tuple[str, str]
+# (caller, service): the proxy's cluster and its gRPC service, or a replica's address and a gRPC service;
+# (caller, service, endpoint): a caller's attempts on one of its replicas.
+Key = tuple[str, ...]
 # (upper bound in seconds, calls at most that long), ascending, +Inf last: a histogram as Prometheus writes it.
 Buckets = tuple[tuple[float, float], ...]
 
@@ -87,14 +91,14 @@ def tally(registry: prometheus_client.CollectorRegistry) -> dict[Key, Counts]:
     buckets: dict[Key, dict[float, float]] = {}
     for family in registry.collect():
         for sample in family.samples:
-            if sample.name == REQUESTS_TOTAL:
-                key = _key(sample.labels)
+            if sample.name in _COUNTERS:
+                key = _key(sample.name, sample.labels)
                 if key is not None:
                     calls[key] = calls.get(key, 0.0) + sample.value
                     if sample.labels.get(CODE) != OK:
                         failed[key] = failed.get(key, 0.0) + sample.value
-            elif sample.name == REQUEST_DURATION_BUCKET:
-                key = _key(sample.labels)
+            elif sample.name in _BUCKETS:
+                key = _key(sample.name, sample.labels)
                 if key is not None:
                     bound = float(sample.labels[BUCKET_BOUND])
                     counts = buckets.setdefault(key, {})
@@ -112,8 +116,14 @@ def total(counts: Iterable[Counts]) -> Counts:
     return summed
 
 
-def _key(labels: Mapping[str, str]) -> Key | None:
+_COUNTERS = frozenset({REQUESTS_TOTAL, ATTEMPTS_TOTAL})
+_BUCKETS = frozenset({REQUEST_DURATION_BUCKET, ATTEMPT_DURATION_BUCKET})
+
+
+def _key(name: str, labels: Mapping[str, str]) -> Key | None:
     service = labels.get(SERVICE, "")
+    if name in (ATTEMPTS_TOTAL, ATTEMPT_DURATION_BUCKET):
+        return labels.get(CLIENT, ""), service, labels.get(ENDPOINT, "")
     if CLIENT in labels:
         return labels[CLIENT], service
     if REPLICA in labels and not service.startswith(_PROBE_SERVICES):

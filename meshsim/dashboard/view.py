@@ -4,8 +4,9 @@ Two processes answer `/clusters`, each from where it stands:
 
 - the proxy (live/proxy_admin.py) lists its clusters and, for each endpoint, what its
   balancer knows: health, ejection, rotation, breaker, calls in flight, weight. Its
-  metrics count calls per cluster, not per endpoint, so rates, errors and latency are
-  the service's; a replica's share of the calls is on the replicas' own dashboard;
+  request metrics give the service's rates, errors and latency, and its attempt
+  metrics each replica's: attempts a second, their errors, latency and share (a
+  retried call is an attempt on each replica it tried);
 - `meshsim serve` (demo/admin.py) lists its replicas (up, serving, faults), and its
   metrics count each replica's calls: rates, errors, latency and share per replica.
 
@@ -54,19 +55,31 @@ def numbers(counts: Counts | None, seconds: float | None) -> dict[str, float | N
 
 
 def _cluster(cluster: Mapping[str, Any], window: Window | None) -> dict[str, Any]:
-    counts = None if window is None else window.counts.get((cluster["name"], cluster["service"]), Counts())
+    name, service = cluster["name"], cluster["service"]
+    seconds = None if window is None else window.seconds
+    counts = None if window is None else window.counts.get((name, service), Counts())
+    attempts: dict[str, Counts] = {}
+    if window is not None:
+        attempts = {
+            e["endpoint"]: window.counts.get((name, service, e["endpoint"]), Counts()) for e in cluster["endpoints"]
+        }
+    every = sum(each.calls for each in attempts.values())
     return {
-        "name": cluster["name"],
-        "service": cluster["service"],
+        "name": name,
+        "service": service,
         "seen_by": "proxy",
         "policy": cluster.get("policy"),
         "panic": cluster.get("panic"),
-        **numbers(counts, None if window is None else window.seconds),
-        "replicas": [_endpoint(endpoint) for endpoint in cluster["endpoints"]],
+        **numbers(counts, seconds),
+        "replicas": [
+            _endpoint(endpoint, attempts.get(endpoint["endpoint"]), seconds, every) for endpoint in cluster["endpoints"]
+        ],
     }
 
 
-def _endpoint(endpoint: Mapping[str, Any]) -> dict[str, Any]:
+def _endpoint(
+    endpoint: Mapping[str, Any], attempts: Counts | None = None, seconds: float | None = None, every: float = 0.0
+) -> dict[str, Any]:
     if endpoint.get("ejected"):
         state = "ejected"
     elif not endpoint.get("healthy"):
@@ -84,8 +97,8 @@ def _endpoint(endpoint: Mapping[str, Any]) -> dict[str, Any]:
         "weight": endpoint.get("weight"),
         "connected": endpoint.get("connected"),
         "faults": None,
-        "share": None,
-        **numbers(None, None),
+        "share": round(attempts.calls / every, 4) if attempts is not None and every else None,
+        **numbers(attempts, seconds),
     }
 
 

@@ -4,6 +4,8 @@
     grpc_request_duration_seconds{client, service, method}    how long they took (histogram)
     grpc_endpoint_health{client, service, endpoint}           1 while the balancer counts it healthy
     grpc_active_connections{client, service, endpoint}        1 while its channel is connected (READY)
+    grpc_client_attempts_total{client, service, endpoint, code}      attempts, by the replica they went to
+    grpc_client_attempt_duration_seconds{client, service, endpoint}  how long each took (histogram)
 
 The two request metrics follow RequestFinished events, as the report does in the
 simulator: every call that ends, ends in exactly one. The two gauges are read from
@@ -23,9 +25,11 @@ import trio
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from meshsim.core.events import RequestFinished
+from meshsim.core.events import AttemptFinished, RequestFinished
 from meshsim.core.metric_names import (
     ACTIVE_CONNECTIONS,
+    ATTEMPT_DURATION,
+    ATTEMPTS_TOTAL,
     CLIENT,
     CODE,
     ENDPOINT,
@@ -79,9 +83,25 @@ class MeshMetrics:
             "Calls made, by the status they ended with.",
             "Seconds from a call's start to its end, every attempt included.",
         )
+        # Per replica, so that a replica's share of the calls, its errors and its latency show
+        # (gRFC A66's attempt metrics): the request series count a call once, wherever it went.
+        self._attempts = prometheus_client.Counter(
+            ATTEMPTS_TOTAL,
+            "Attempts sent to each replica (retries and hedges included), by the status they ended with.",
+            [CLIENT, SERVICE, ENDPOINT, CODE],
+            registry=self.registry,
+        )
+        self._attempt_duration = prometheus_client.Histogram(
+            ATTEMPT_DURATION,
+            "Seconds from an attempt's start to its end, by the replica it went to.",
+            [CLIENT, SERVICE, ENDPOINT],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self._upstreams = _Upstreams()
         self.registry.register(self._upstreams)
         observer.subscribe(RequestFinished, self._finished)
+        observer.subscribe(AttemptFinished, self._attempted)
 
     def watch(self, upstreams: Sequence[Upstream]) -> None:
         """Report these upstreams' endpoints in the health and connection gauges."""
@@ -91,6 +111,14 @@ class MeshMetrics:
         method = event.method or event.pattern.value
         self._requests.labels(event.client, event.service, method, event.status.name).inc()
         self._duration.labels(event.client, event.service, method).observe(max(0.0, event.finished - event.started))
+
+    def _attempted(self, event: AttemptFinished) -> None:
+        if event.endpoint is None:
+            return  # refused before it reached a replica: the request series count it
+        self._attempts.labels(event.client, event.service, event.endpoint, event.status.name).inc()
+        self._attempt_duration.labels(event.client, event.service, event.endpoint).observe(
+            max(0.0, event.finished - event.started)
+        )
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format, as a scrape gets them."""

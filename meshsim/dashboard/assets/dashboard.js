@@ -357,7 +357,7 @@
   }
 
   // Each column is shown where the process behind the page knows it: the proxy its balancer's view
-  // (breaker, calls in flight, weight), the replicas their own calls (rates, share, latency).
+  // (breaker, calls in flight, weight) and its attempts on each replica, the replicas their own calls.
   function replicaTable(service, faults) {
     const byProxy = service.seen_by === "proxy";
     const faultsOn = (r) => r.faults ?? faults.filter((f) => f.target === r.address).map((f) => f.id);
@@ -366,11 +366,11 @@
       ["breaker", (r) => el("td", { text: r.breaker ? r.breaker.toLowerCase().replace("_", " ") : "–" }), byProxy],
       ["in flight", (r) => el("td", { class: "num", text: fmt(r.in_flight) }), byProxy],
       ["weight", (r) => el("td", { class: "num", text: fmt(r.weight) }), byProxy],
-      ["requests/s", (r) => el("td", { class: "num", text: fmt(r.rps) }), !byProxy],
-      ["errors", (r) => el("td", { class: "num", text: percent(r.error_rate) }), !byProxy],
-      ["share", (r) => el("td", { class: "share" }, shareBar(r.share)), !byProxy],
-      ["p50", (r) => el("td", { class: "num", text: ms(r.p50_ms) }), !byProxy],
-      ["p99", (r) => el("td", { class: "num", text: ms(r.p99_ms) }), !byProxy],
+      [byProxy ? "attempts/s" : "requests/s", (r) => el("td", { class: "num", text: fmt(r.rps) })],
+      ["errors", (r) => el("td", { class: "num", text: percent(r.error_rate) })],
+      ["share", (r) => el("td", { class: "share" }, shareBar(r.share))],
+      ["p50", (r) => el("td", { class: "num", text: ms(r.p50_ms) })],
+      ["p99", (r) => el("td", { class: "num", text: ms(r.p99_ms) })],
       ["faults", (r) => el("td", { text: faultsOn(r).join(", ") || "–" })],
     ].filter(([, , shown]) => shown !== false);
     const rows = service.replicas.map((r) =>
@@ -382,7 +382,7 @@
       ),
     );
     const note = byProxy
-      ? el("p", { class: "note", text: "The proxy counts calls per service: each replica's requests, errors, share and latency are on the replicas' own dashboard (meshsim serve --admin)." })
+      ? el("p", { class: "note", text: "Per replica the proxy counts attempts: a retried call is an attempt on each replica it tried." })
       : null;
     return el("div", { class: "table-wrap" }, table(["replica", ...columns.map(([name]) => name)], rows, { class: "replicas" }), note);
   }
