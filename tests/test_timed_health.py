@@ -63,17 +63,17 @@ def test_envoy_polling_decides_as_task_checkers(monkeypatch: pytest.MonkeyPatch,
 
 
 class ScriptedProbes:
-    """Answers probes after `latency` from a script; None never answers. Offers no Watch streams."""
+    """Answers probes after `latency` from a script; None times out. Offers no Watch streams."""
 
     def __init__(self, timers: TimerQueue, script: list[HealthStatus | None], latency: float = 0.01) -> None:
         self._timers = timers
         self._script = script
         self._latency = latency
 
-    def probe(self, endpoint: str, service: str, on_status: OnHealth) -> Cancellable | None:
+    def probe(self, endpoint: str, service: str, on_status: OnHealth, timeout: float) -> Cancellable:
         status = self._script.pop(0)
         if status is None:
-            return None
+            return self._timers.call_at(self._timers.now() + timeout, on_status, HealthStatus.TIMEOUT)
         return self._timers.call_at(self._timers.now() + self._latency, on_status, status)
 
     def watch(self, endpoint: str, service: str, on_status: OnHealth, on_end: Any) -> Cancellable:

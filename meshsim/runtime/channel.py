@@ -371,6 +371,9 @@ class CallRun:
         for timer in (self._deadline_timer, self._next_timer):
             if timer is not None:
                 timer.cancel()
+        # A timer holds this run's bound method: dropped, the run and its timers are not a cycle,
+        # and reference counting frees them without the collector.
+        self._deadline_timer = self._next_timer = None
         if self._retry_reserved and channel.budget is not None:
             channel.budget.active_retries -= 1
             self._retry_reserved = False

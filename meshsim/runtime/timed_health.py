@@ -38,8 +38,9 @@ class HealthSink(Protocol):
 
 
 class TimedHealthTransport(Protocol):
-    def probe(self, endpoint: str, service: str, on_status: OnHealth) -> Cancellable | None:
-        """One Check; `on_status` from the completion queue, or never (None: it will not answer)."""
+    def probe(self, endpoint: str, service: str, on_status: OnHealth, timeout: float) -> Cancellable:
+        """One Check: `on_status` from the completion queue with the answer, or with TIMEOUT once
+        `timeout` has passed without one (at a tie, TIMEOUT)."""
         ...
 
     def watch(self, endpoint: str, service: str, on_status: OnHealth, on_end: Callable[[], None]) -> Cancellable:
@@ -74,7 +75,6 @@ class TimedHealthChecker:
         self._heard = 0.0  # when the Watch stream last pushed a status
         self._probe_heard = 0.0  # _heard when the silent stream's Check went out
         self._next: Cancellable | None = None  # the next step's timer
-        self._timeout: Cancellable | None = None
         self._probe: Cancellable | None = None
         self._on_result: OnHealth | None = None
         self._stream: Cancellable | None = None
@@ -115,37 +115,19 @@ class TimedHealthChecker:
         self._next = self._timers.call_at(self._timers.now() + delay, step)
 
     def _check(self, on_result: OnHealth) -> None:
-        # The timeout is set first: a probe that answers exactly at the timeout is late, as under
-        # trio.move_on_after, whose deadline is older than the replica's sleep.
-        timers = self._timers
         self._on_result = on_result
-        self._timeout = timers.call_at(timers.now() + self.config.timeout, self._timed_out)
-        self._probe = self._transport.probe(self.endpoint, self.service, self._answered)
+        self._probe = self._transport.probe(self.endpoint, self.service, self._answered, self.config.timeout)
 
     def _answered(self, status: HealthStatus) -> None:
         self._probe = None
-        if self._timeout is not None:
-            self._timeout.cancel()
-            self._timeout = None
-        self._result(status)
-
-    def _timed_out(self) -> None:
-        self._timeout = None
-        if self._probe is not None:
-            self._probe.cancel()
-            self._probe = None
-        self._result(HealthStatus.TIMEOUT)
-
-    def _result(self, status: HealthStatus) -> None:
         on_result, self._on_result = self._on_result, None
         if on_result is not None and not self._stopped:
             on_result(status)
 
     def _cancel_probe(self) -> None:
-        for timer in (self._timeout, self._probe):
-            if timer is not None:
-                timer.cancel()
-        self._timeout = self._probe = None
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         self._on_result = None
 
     def _poll(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 
@@ -70,12 +71,12 @@ class SimTransport:
             return replica.refuse(on_done, StatusCode.UNAVAILABLE)
         return replica.start_call(call, deadline_at, on_done, on_answer)
 
-    def probe(self, endpoint: str, service: str, on_status: OnHealth) -> Cancellable | None:
-        """check_health as a timer (runtime.timed_health): the answer comes from the completion queue,
-        or never (the prober's timeout decides)."""
+    def probe(self, endpoint: str, service: str, on_status: OnHealth, timeout: float) -> Cancellable:
+        """check_health as a timer (runtime.timed_health): the answer, or TIMEOUT after `timeout`,
+        from the completion queue."""
         if self._network.is_cut(self._client, endpoint):
             return self._network.timers.call_soon(on_status, HealthStatus.UNREACHABLE)
-        return self._network.replicas[endpoint].probe(service, on_status)
+        return self._network.replicas[endpoint].probe(service, on_status, timeout)
 
     def watch(self, endpoint: str, service: str, on_status: OnHealth, on_end: Callable[[], None]) -> Cancellable:
         """watch_health as callbacks on the completion queue: the same stream, no task."""
@@ -152,7 +153,7 @@ class _WatchStream:
             self._waiting = True  # hung: open and silent until the blackhole lifts
             return
         self._changed = False
-        self._probe = replica.probe(self._service, self._answered)
+        self._probe = replica.probe(self._service, self._answered, math.inf)
 
     def _answered(self, status: HealthStatus) -> None:
         self._probe = None

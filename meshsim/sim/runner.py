@@ -18,6 +18,7 @@ from meshsim.runtime.assembly import CallerConfig, Replica, Streams, assemble
 from meshsim.runtime.faults import FaultInjector
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import TimerQueue
+from meshsim.sim.collector import quiet_collector, settled
 from meshsim.sim.network import SimNetwork
 from meshsim.sim.scheduler import MockFastForward, deterministic_scheduling
 
@@ -45,7 +46,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None, observer:
     recorder.subscribe(observer)
     clock = trio.testing.MockClock(rate=0, autojump_threshold=0)
     instruments = [_ProgressInstrument(progress)] if progress is not None else []
-    with deterministic_scheduling(scenario.seed):
+    with deterministic_scheduling(scenario.seed), quiet_collector():
         trio.run(
             _simulate,
             scenario,
@@ -89,6 +90,7 @@ async def _simulate(scenario: Scenario, observer: Observer, fast_forward: MockFa
             stop = config.stop if config.stop is not None else scenario.duration
             clients.append(load_client(config, caller.channel, timers, caller.streams, stop))
         supervisor.start(FaultInjector(scenario.faults, network.targets, observer))
+        settled()
         # Clients stop sending at their stop time; calls still in flight get `drain`
         # to finish, and whatever is left then ends CANCELLED: no call is lost.
         with trio.move_on_at(scenario.duration + scenario.drain):
