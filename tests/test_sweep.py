@@ -195,7 +195,8 @@ def test_sweep_prints_the_failing_seeds_their_commands_and_the_spread(
     assert failing["command"] == f"meshsim run {coin} --seed {failing['seed']} --set balancer.policy=round_robin"
     assert failing["command"] in out
     assert f"balancer.policy=round_robin: {first['passed']} passed, {len(first['failed'])} failed" in out
-    assert "coin: 12 seeds x 2 combinations, 24 runs in" in out
+    assert "coin: 12 seeds x 2 combinations, 24 runs\n" in out
+    assert " s on 1 local worker\n" in out
     assert f"FAILED: {document['failed']} of 24 runs failed" in out
     # The commands are never cut or wrapped (people copy them); every other line fits 80 columns.
     lines = [line for line in out.splitlines() if "meshsim run" not in line]

@@ -49,7 +49,8 @@ def render(result: SweepResult, seconds: float, engine: str) -> RenderableType:
     planned = len(result.seeds) * combinations
     shape = f"{len(result.seeds):,} seeds" + (f" x {combinations:,} combinations" if combinations > 1 else "")
     parts: list[RenderableType] = [
-        Text(f"{result.name}: {shape}, {result.runs:,} runs in {seconds:.1f} s on {engine}", style="bold")
+        Text(f"{result.name}: {shape}, {result.runs:,} runs", style="bold"),
+        Text(f"{seconds:.1f} s on {engine}"),
     ]
     for combination in result.combinations:
         parts.append(Text(""))

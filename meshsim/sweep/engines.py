@@ -130,7 +130,7 @@ class DaskCluster:
 
     @property
     def description(self) -> str:
-        return f"Dask cluster {self.address}, {self._threads} worker thread{'s' if self._threads != 1 else ''}"
+        return f"Dask {self.address} ({self._threads} worker thread{'s' if self._threads != 1 else ''})"
 
     def outcomes(self, source: ScenarioSource, jobs: Sequence[Job], wanted: Wanted) -> Runs:
         # Imported here: Dask takes a second to import, which a local sweep need not pay.
@@ -148,13 +148,19 @@ class DaskCluster:
                 submitted.append(future)
                 return future
 
+            def first_done(running: set[Any]) -> set[Any]:
+                # distributed.wait asks for the current client; this one is not the process's default.
+                with client.as_current():
+                    done: set[Any] = distributed.wait(list(running), return_when="FIRST_COMPLETED").done
+                return done
+
             try:
                 yield from _windowed(
                     jobs,
                     wanted,
                     max(self._threads, 1) * _WINDOW_PER_WORKER,
                     submit,
-                    lambda running: distributed.wait(list(running), return_when="FIRST_COMPLETED").done,
+                    first_done,
                 )
             finally:
                 client.cancel([future for future in submitted if not future.done()])

@@ -1,0 +1,125 @@
+"""`meshsim sweep` on real worker processes: a local pool of two, and a Dask scheduler with two
+workers on loopback, each giving the same bytes of JSON as one worker in this process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshsim.core.errors import StartupError
+from meshsim.sweep.engines import DaskCluster
+from meshsim.sweep.job import ScenarioSource
+from tests.test_sweep import COIN, invoke
+
+pytestmark = pytest.mark.slow
+
+DASK = str(Path(sys.executable).with_name("dask"))
+SWEEP = ["--seeds", "1-8", "--set", "balancer.policy=round_robin,p2c"]
+
+
+@pytest.fixture
+def coin(tmp_path: Path) -> Path:
+    path = tmp_path / "coin.toml"
+    path.write_text(COIN, encoding="utf-8")
+    return path
+
+
+def started(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    # Dask's statistical profiler samples the running thread every 10 ms, which slows a simulation
+    # by half: docs/sweeps.md says to switch it off on workers, as here.
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    with log.open("wb") as output:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+
+
+def address_from(scheduler_file: Path, scheduler: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if scheduler.poll() is not None:
+            pytest.fail(f"the Dask scheduler exited: {log.read_text()}")
+        try:
+            return str(json.loads(scheduler_file.read_text())["address"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    pytest.fail(f"the Dask scheduler wrote no address in 30 s: {log.read_text()}")
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """A scheduler on an OS-chosen loopback port and two single-threaded worker processes."""
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [
+        started(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+             "--scheduler-file", str(scheduler_file)],
+            tmp_path / "scheduler.log",
+        )
+    ]  # fmt: skip
+    try:
+        address = address_from(scheduler_file, processes[0], tmp_path / "scheduler.log")
+        for n in (1, 2):
+            processes.append(
+                started(
+                    [DASK, "worker", address, "--name", f"w{n}", "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                     "--host", "127.0.0.1", "--local-directory", str(tmp_path / f"w{n}")],
+                    tmp_path / f"w{n}.log",
+                )
+            )  # fmt: skip
+        # Both workers in before the sweep starts, so that its runs are shared between two processes.
+        from distributed import Client
+
+        with Client(address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=30)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def sweep_json(coin: Path, tmp_path: Path, name: str, *engine: str) -> tuple[str, list[str]]:
+    target = tmp_path / f"{name}.json"
+    code, out, err = invoke("sweep", str(coin), *SWEEP, *engine, "--json", str(target))
+    assert code == 1, err  # some seeds fail COIN's assertion, by design
+    lines = out.splitlines()
+    return target.read_text(), [lines[0], *lines[2:]]  # the second line says what ran it, and how fast
+
+
+def test_a_dask_cluster_gives_the_same_sweep_as_the_local_pool(coin: Path, tmp_path: Path, dask_cluster: str) -> None:
+    local, local_summary = sweep_json(coin, tmp_path, "local", "--workers", "1")
+    cluster, cluster_summary = sweep_json(coin, tmp_path, "cluster", "--cluster", dask_cluster)
+    assert cluster == local
+    assert cluster_summary == local_summary
+    document = json.loads(cluster)
+    assert document["runs"] == 16 and 0 < document["failed"] < 16
+
+
+def test_one_local_worker_or_two_give_the_same_sweep(coin: Path, tmp_path: Path) -> None:
+    one, one_summary = sweep_json(coin, tmp_path, "one", "--workers", "1")
+    two, two_summary = sweep_json(coin, tmp_path, "two", "--workers", "2")
+    assert two == one
+    assert two_summary == one_summary
+    first = invoke("sweep", str(coin), *SWEEP, "--workers", "1", "--until-fail", "--json", "-")
+    second = invoke("sweep", str(coin), *SWEEP, "--workers", "2", "--until-fail", "--json", "-")
+    assert first[0] == second[0] == 1
+    assert first[1] == second[1]
+    assert json.loads(first[1])["stopped_early"]
+
+
+def test_an_unreachable_scheduler_is_a_startup_error(coin: Path) -> None:
+    # Port 1 on loopback: nothing listens there.
+    engine = DaskCluster("tcp://127.0.0.1:1", connect_timeout=1.0)
+    with pytest.raises(StartupError, match=r"--cluster tcp://127\.0\.0\.1:1: cannot reach the Dask scheduler"):
+        next(engine.outcomes(ScenarioSource(str(coin), COIN), [], lambda index: True))
