@@ -55,15 +55,16 @@ def bad(files: Files) -> Callable[..., str]:
     return files.error
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    """`meshsim ARGS` in a subprocess, with its output unbuffered so that tests can read its first lines."""
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`meshsim ARGS` in a subprocess (with `env` added to this one's), its output unbuffered so that
+    tests can read its first lines."""
     return subprocess.Popen(
         [sys.executable, "-m", "meshsim", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 

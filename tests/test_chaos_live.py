@@ -19,47 +19,14 @@ import pytest
 
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.conftest import ROOT, meshsim, serve_replicas, start, stop
+from tests.mesh import FAST_HEALTH, Mesh, admin_url, running_mesh
 
 pytestmark = pytest.mark.slow
 
 
-@attrs.frozen
-class Mesh:
-    proxy: str  # the proxy's gRPC address
-    proxy_admin: str  # http://host:port
-    serve_admin: str
-    replicas: tuple[str, ...]  # api/0, api/1, api/2's addresses
-
-
-def _admin_url(process: Any) -> str:
-    while True:
-        line = process.stdout.readline()
-        assert line, "the process ended before it said where its admin endpoint is"
-        if line.startswith("metrics on "):
-            return line.removeprefix("metrics on ").strip().removesuffix("/metrics")
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    serve, replicas = serve_replicas(3, "--admin", "127.0.0.1:0")
-    live = None
-    try:
-        serve_admin = _admin_url(serve)
-        config = tmp_path_factory.mktemp("chaos") / "mesh.toml"
-        endpoints = ", ".join(f'"{r}"' for r in replicas)
-        config.write_text(
-            f"""\
-[proxy]
-listen = "127.0.0.1:0"
-service = "mesh.v1.MeshService"
-endpoints = [{endpoints}]
-
-[health]
-interval = "200ms"
-timeout = "150ms"
-unhealthy_threshold = 1
-healthy_threshold = 1
-
+    retry = """\
 [retry]
 max_attempts = 3
 initial_backoff = "10ms"
@@ -67,20 +34,9 @@ max_backoff = "50ms"
 per_attempt_timeout = "400ms"
 retryable_status_codes = ["UNAVAILABLE", "DEADLINE_EXCEEDED"]
 previous_hosts = true
-
-[metrics]
-listen = "127.0.0.1:0"
-""",
-            encoding="utf-8",
-        )
-        live = start("live", str(config))
-        assert live.stdout is not None
-        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
-        yield Mesh(address, _admin_url(live), serve_admin, tuple(replicas))
-    finally:
-        for process in (live, serve):
-            if process is not None:
-                stop(process)
+"""
+    with running_mesh(tmp_path_factory.mktemp("chaos"), FAST_HEALTH + retry) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
@@ -320,7 +276,7 @@ def test_a_token_guards_the_admin_endpoint_and_is_required_beyond_loopback(tmp_p
     )
     serve, _ = serve_replicas(1, "--admin", "127.0.0.1:0", "--admin-token", "s3cret")
     try:
-        url = _admin_url(serve)
+        url = admin_url(serve)
         status, answer = http(url, "POST", "/faults", {"action": "kill", "target": "api/0", "for": "1s"})
         assert status == 401 and "bearer token" in answer["error"]
         assert http(url, "GET", "/faults", token="wrong")[0] == 401

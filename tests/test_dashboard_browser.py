@@ -32,7 +32,8 @@ from click.testing import CliRunner
 
 from meshsim.cli import main
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
-from tests.conftest import ROOT, serve_replicas, start, stop
+from tests.conftest import ROOT
+from tests.mesh import FAST_HEALTH, Mesh, running_mesh
 
 pytestmark = pytest.mark.slow
 
@@ -98,62 +99,18 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory, capsys: pytest.Capture
     return folder
 
 
-@attrs.frozen
-class Mesh:
-    proxy: str
-    proxy_admin: str
-    serve_admin: str
-    replicas: tuple[str, ...]
-
-
-def _admin_url(process: Any) -> str:
-    while True:
-        line = process.stdout.readline()
-        assert line, "the process ended before it said where its admin endpoint is"
-        if line.startswith("metrics on "):
-            return line.removeprefix("metrics on ").strip().removesuffix("/metrics")
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    serve, replicas = serve_replicas(3, "--admin", "127.0.0.1:0", "--admin-token", TOKEN)
-    live = None
-    try:
-        serve_admin = _admin_url(serve)
-        config = tmp_path_factory.mktemp("dashboard") / "mesh.toml"
-        endpoints = ", ".join(f'"{r}"' for r in replicas)
-        config.write_text(
-            f"""\
-[proxy]
-listen = "127.0.0.1:0"
-service = "mesh.v1.MeshService"
-endpoints = [{endpoints}]
-
-[health]
-interval = "200ms"
-timeout = "150ms"
-unhealthy_threshold = 1
-healthy_threshold = 1
-
+    retry = """\
 [retry]
 max_attempts = 3
 initial_backoff = "10ms"
 max_backoff = "50ms"
 retryable_status_codes = ["UNAVAILABLE"]
-
-[metrics]
-listen = "127.0.0.1:0"
-""",
-            encoding="utf-8",
-        )
-        live = start("live", str(config))
-        assert live.stdout is not None
-        address = live.stdout.readline().split(" on ")[1].split(" to ")[0]
-        yield Mesh(address, _admin_url(live), serve_admin, tuple(replicas))
-    finally:
-        for process in (live, serve):
-            if process is not None:
-                stop(process)
+"""
+    directory = tmp_path_factory.mktemp("dashboard")
+    with running_mesh(directory, FAST_HEALTH + retry, "--admin-token", TOKEN) as running:
+        yield running
 
 
 @pytest.fixture

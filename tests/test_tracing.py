@@ -4,10 +4,7 @@ receiver (opentelemetry-proto's TraceService) on loopback; the proxy's logs carr
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,7 +23,7 @@ from meshsim import GrpcClient, RetryPolicy, live
 from meshsim.live.config import TracingConfig
 from meshsim.live.tracing import Tracing, tracing_requested
 from meshsim.pb.v1.mesh_pb2 import ProcessRequest
-from tests.conftest import ROOT, stop
+from tests.conftest import start, stop
 
 pytestmark = pytest.mark.slow
 
@@ -66,17 +63,6 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
         server.stop(0)
 
 
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "meshsim", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-    )
-
-
 def attribute(span: trace_pb2.Span, key: str) -> Any:
     for found in span.attributes:
         if found.key == key:
@@ -96,7 +82,7 @@ def test_the_standard_variables_turn_tracing_on_and_off() -> None:
 def test_one_trace_holds_a_retried_call_from_client_to_replica(receiver: tuple[Receiver, str], tmp_path: Path) -> None:
     found, endpoint = receiver
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{endpoint}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    serve = start(env, "serve", "--port", "0", "--replicas", "2", "--grace", "0s")
+    serve = start("serve", "--port", "0", "--replicas", "2", "--grace", "0s", env=env)
     live_process = None
     try:
         assert serve.stdout is not None
@@ -119,7 +105,7 @@ listen = "127.0.0.1:0"
 """,
             encoding="utf-8",
         )
-        live_process = start(env, "--log-format", "json", "live", str(config), "--access-log", "1")
+        live_process = start("--log-format", "json", "live", str(config), "--access-log", "1", env=env)
         assert live_process.stdout is not None
         proxy = live_process.stdout.readline().split(" on ")[1].split(" to ")[0]
         admin = live_process.stdout.readline().removeprefix("metrics on ").strip().removesuffix("/metrics")

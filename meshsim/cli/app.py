@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+import click
 from rich.console import Console, RenderableType
 from rich.markup import escape
 
@@ -33,3 +34,11 @@ class Application:
     @property
     def interactive(self) -> bool:
         return self.console.is_terminal and sys.stdout.isatty()
+
+
+# The admin endpoint's bearer token: one flag and one variable for every process that serves one.
+admin_token_option = click.option(
+    "--admin-token",
+    envvar="MESHSIM_ADMIN_TOKEN",
+    help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
+)

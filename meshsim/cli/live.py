@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meshsim.cli.app import Application
+from meshsim.cli.app import Application, admin_token_option
 
 if TYPE_CHECKING:
     from meshsim.live.proxy import Proxy
@@ -22,11 +22,7 @@ if TYPE_CHECKING:
     metavar="HOST:PORT",
     help="Serve the admin endpoint (/metrics, /ready, /clusters, /config, /faults) here, not where [metrics] says.",
 )
-@click.option(
-    "--admin-token",
-    envvar="MESHSIM_ADMIN_TOKEN",
-    help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
-)
+@admin_token_option
 @click.option(
     "--record",
     "record_path",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from meshsim.cli.app import Application
+from meshsim.cli.app import Application, admin_token_option
 
 
 @click.command()
@@ -36,11 +36,7 @@ from meshsim.cli.app import Application
     metavar="HOST:PORT",
     help="Serve the admin endpoint here (e.g. :9090): /metrics, /ready, /healthz, /clusters, /config, /faults.",
 )
-@click.option(
-    "--admin-token",
-    envvar="MESHSIM_ADMIN_TOKEN",
-    help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
-)
+@admin_token_option
 @click.option(
     "--name",
     default="api",

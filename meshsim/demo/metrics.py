@@ -11,15 +11,14 @@ four call patterns, and the health gauge follows what the replica reports.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import grpc
 import prometheus_client
 
 from meshsim.core.metric_names import ENDPOINT_HEALTH, REPLICA, SERVICE
+from meshsim.live.around_calls import around
 from meshsim.live.metrics import request_metrics
 
 
@@ -72,51 +71,15 @@ class Counting(grpc.aio.ServerInterceptor):
             return None  # an unknown method: grpc answers UNIMPLEMENTED and no servicer runs
         method = details.method
 
-        def done(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
-            self._metrics.record(self.replica, method, _code(context, error), time.monotonic() - started)
+        def begin(context: grpc.aio.ServicerContext) -> Callable[[BaseException | None], None]:
+            started = time.monotonic()
 
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_answer_once(handler.unary_unary, done))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=_answer_once(handler.stream_unary, done))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_answer_stream(handler.unary_stream, done))
-        return handler._replace(stream_stream=_answer_stream(handler.stream_stream, done))
+            def end(error: BaseException | None) -> None:
+                self._metrics.record(self.replica, method, _code(context, error), time.monotonic() - started)
 
+            return end
 
-Done = Callable[[grpc.aio.ServicerContext, float, BaseException | None], None]
-
-
-def _answer_once(behaviour: Callable[..., Any], done: Done) -> Callable[..., Any]:
-    async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started = time.monotonic()
-        try:
-            response = await behaviour(request, context)
-        except BaseException as error:
-            done(context, started, error)
-            raise
-        done(context, started, None)
-        return response
-
-    return counted
-
-
-def _answer_stream(behaviour: Callable[..., Any], done: Done) -> Callable[..., Any]:
-    async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = time.monotonic()
-        try:
-            result = behaviour(request, context)
-            if inspect.isasyncgen(result):
-                async for response in result:
-                    yield response
-            else:
-                await result  # a servicer that writes with context.write()
-        except BaseException as error:
-            done(context, started, error)
-            raise
-        done(context, started, None)
-
-    return counted
+        return around(handler, begin)
 
 
 def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:

@@ -21,7 +21,6 @@ call pays one attribute read.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind, Status
 from opentelemetry.trace import StatusCode as SpanStatus
 
 from meshsim.core.status import StatusCode
+from meshsim.live.around_calls import around
 from meshsim.live.config import TracingConfig
 from meshsim.live.status import from_grpc
 from meshsim.runtime.transport import OnDone
@@ -209,44 +209,11 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         metadata = tuple(details.invocation_metadata or ())
         tracing = self._tracing
 
-        def traced(behaviour: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-            if streaming:
+        def begin(context: grpc.aio.ServicerContext) -> Callable[[BaseException | None], None]:
+            call = tracing.received(method, metadata, context.peer())
+            return lambda error: call.end(_code_of(context, failed=error is not None))
 
-                async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    call = tracing.received(method, metadata, context.peer())
-                    try:
-                        result = behaviour(request, context)
-                        if inspect.isasyncgen(result):
-                            async for response in result:
-                                yield response
-                        else:
-                            await result  # a servicer that writes with context.write()
-                    except BaseException:
-                        call.end(_code_of(context, failed=True))
-                        raise
-                    call.end(_code_of(context, failed=False))
-
-                return stream
-
-            async def once(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                call = tracing.received(method, metadata, context.peer())
-                try:
-                    response = await behaviour(request, context)
-                except BaseException:
-                    call.end(_code_of(context, failed=True))
-                    raise
-                call.end(_code_of(context, failed=False))
-                return response
-
-            return once
-
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=traced(handler.unary_unary, False))
-        if handler.stream_unary is not None:
-            return handler._replace(stream_unary=traced(handler.stream_unary, False))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=traced(handler.unary_stream, True))
-        return handler._replace(stream_stream=traced(handler.stream_stream, True))
+        return around(handler, begin)
 
 
 def _code_of(context: grpc.aio.ServicerContext, failed: bool) -> StatusCode:
