@@ -48,17 +48,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import attrs
 import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 SERVICE = "mesh.v1.MeshService"
 METHOD = f"/{SERVICE}/Process"
 REQUEST = mesh_pb2.ProcessRequest(request_id="bench", data="x" * 64)
-TARGETS = ("direct", "meshsim", "nginx")
+# "traced": a second proxy with OpenTelemetry on at full sampling, exporting every span over
+# OTLP/gRPC to a receiver in this process, so the cost of tracing is read against "meshsim".
+TARGETS = ("direct", "meshsim", "traced", "nginx")
 THROUGHPUT_TARGET = 0.8  # meshsim / direct
 STARTUP_TIMEOUT = 20.0  # seconds for a server to be ready
 
@@ -73,7 +78,7 @@ class BenchError(Exception):
 class Child:
     """A server run as a child process; its output (stdout and stderr) is collected by a thread."""
 
-    def __init__(self, name: str, argv: Sequence[str], cwd: Path) -> None:
+    def __init__(self, name: str, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -84,7 +89,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._reader = threading.Thread(target=self._read, name=f"{name}-output", daemon=True)
         self._reader.start()
@@ -169,6 +174,26 @@ def free_port() -> int:
         return port
 
 
+class SpanSink(trace_service_pb2_grpc.TraceServiceServicer):
+    """An OTLP/gRPC receiver that counts the spans it is sent and keeps none."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.spans += sum(len(scope.spans) for spans in request.resource_spans for scope in spans.scope_spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def start_span_sink() -> tuple[grpc.Server, SpanSink, str]:
+    sink = SpanSink()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(sink, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, sink, f"127.0.0.1:{port}"
+
+
 def meshsim(*args: str) -> list[str]:
     return [sys.executable, "-m", "meshsim", *args]
 
@@ -179,12 +204,16 @@ def start_replica(workdir: Path) -> tuple[Child, str]:
     return child, line.rsplit(" ", 1)[1]
 
 
-def start_proxy(workdir: Path, replica: str) -> tuple[Child, str]:
+def start_proxy(workdir: Path, replica: str, traces_to: str | None = None) -> tuple[Child, str]:
+    """`meshsim live` in front of `replica`; with `traces_to`, tracing every call to that OTLP receiver."""
     config = workdir / "live.toml"
     config.write_text(
         f'[proxy]\nlisten = "127.0.0.1:0"\nservice = "{SERVICE}"\nendpoints = ["{replica}"]\n', encoding="utf-8"
     )
-    child = Child("meshsim live", meshsim("live", str(config)), workdir)
+    env = None
+    if traces_to is not None:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{traces_to}", "OTEL_TRACES_SAMPLER": "always_on"}
+    child = Child("meshsim live" + (" (traced)" if traces_to else ""), meshsim("live", str(config)), workdir, env)
     # "proxying SERVICE on ADDRESS to ENDPOINTS"
     line = child.wait_for_line("proxying ")
     return child, line.split(" on ", 1)[1].split(" to ", 1)[0]
@@ -400,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     versions = subprocess.run([h2load_bin, "--version"], capture_output=True, text=True, check=False).stdout.strip()
     nginx_version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True, check=False).stderr.strip()
     children: list[Child] = []
+    sink_server, sink, sink_address = start_span_sink()
     with tempfile.TemporaryDirectory(prefix="meshsim-proxy-bench-") as tmp:
         workdir = Path(tmp)
         try:
@@ -407,13 +437,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             children.append(replica_child)
             proxy_child, proxy = start_proxy(workdir, replica)
             children.append(proxy_child)
+            traced_child, traced = start_proxy(workdir, replica, traces_to=sink_address)
+            children.append(traced_child)
             nginx_child, nginx = start_nginx(workdir, nginx_bin, replica, args.nginx_workers)
             children.append(nginx_child)
-            addresses = {"direct": replica, "meshsim": proxy, "nginx": nginx}
+            addresses = {"direct": replica, "meshsim": proxy, "traced": traced, "nginx": nginx}
             replica_pids = [replica_child.process.pid]
             watch = {
                 "direct": {"replica": replica_pids},
                 "meshsim": {"replica": replica_pids, "proxy": [proxy_child.process.pid]},
+                "traced": {"replica": replica_pids, "proxy": [traced_child.process.pid]},
                 "nginx": {"replica": replica_pids, "proxy": process_tree(nginx_child.process.pid)},
             }
             for name, address in addresses.items():
@@ -452,8 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             for child in reversed(children):
                 child.stop()
+            sink_server.stop(0)
 
     print(render(closed, paced, offered))
+    print(f"spans received from the traced proxy: {sink.spans:,}")
     return 0
 
 
@@ -483,12 +518,14 @@ def render(closed: dict[str, list[Load]], paced: dict[str, list[Load]], offered:
         )
     proxy_direct, nginx_direct = best["meshsim"] / best["direct"], best["nginx"] / best["direct"]
     proxy_nginx = best["meshsim"] / best["nginx"]
+    traced_proxy = best["traced"] / best["meshsim"]
     lines += [
         "",
         f"ratio meshsim / direct = {proxy_direct:.2f} "
         f"(target >= {THROUGHPUT_TARGET:g}: {'met' if proxy_direct >= THROUGHPUT_TARGET else 'NOT met'})",
         f"ratio nginx / direct   = {nginx_direct:.2f}",
         f"ratio meshsim / nginx  = {proxy_nginx:.2f} (target > 1: {'met' if proxy_nginx > 1 else 'NOT met'})",
+        f"ratio traced / meshsim = {traced_proxy:.2f} (tracing every call: a server span and an attempt span each)",
         f"added at {offered:,.0f} req/s: meshsim p50 {p50['meshsim'] - p50['direct']:+.2f} ms, "
         f"p99 {p99['meshsim'] - p99['direct']:+.2f} ms; nginx p50 {p50['nginx'] - p50['direct']:+.2f} ms, "
         f"p99 {p99['nginx'] - p99['direct']:+.2f} ms",
