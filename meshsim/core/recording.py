@@ -113,6 +113,10 @@ class RunRecorder:
         self.a_client = array("i")
         self.a_service = array("i")
         self.a_kind = array("b")
+        # The names' id tables, read directly on the per-call path (a method call per name cost more).
+        self._endpoint_ids = self.endpoints._ids
+        self._client_ids = self.clients._ids
+        self._service_ids = self.services._ids
         self.health: list[HealthTransition] = []
         self.faults: list[FaultRecord] = []
         self.ejections: list[EjectionRecord] = []
@@ -121,23 +125,67 @@ class RunRecorder:
         self.refused: list[RetryRefused] = []
 
     def on_request(self, event: RequestFinished) -> None:
-        self.started.append(event.started)
-        self.finished.append(event.finished)
-        self.status.append(event.status)
-        self.endpoint.append(self.endpoints.id(event.endpoint))
-        self.client.append(self.clients.id(event.client))
-        self.service.append(self.services.id(event.service))
-        self.key.append(-1 if event.key is None else self.keys.id(event.key))
-        self.attempts.append(event.attempts)
+        self.request_ended(
+            event.client,
+            event.service,
+            event.endpoint,
+            event.status,
+            event.started,
+            event.finished,
+            event.key,
+            event.attempts,
+        )
+
+    def request_ended(
+        self,
+        client: str,
+        service: str,
+        endpoint: str | None,
+        status: int,
+        started: float,
+        finished: float,
+        key: str | None,
+        attempts: int,
+    ) -> None:
+        """A RequestFinished's fields, without the event (`Observer.direct`)."""
+        self.started.append(started)
+        self.finished.append(finished)
+        self.status.append(status)
+        found = self._endpoint_ids.get(endpoint)  # type: ignore[arg-type]
+        self.endpoint.append(found if found is not None else self.endpoints.id(endpoint))
+        found = self._client_ids.get(client)
+        self.client.append(found if found is not None else self.clients.id(client))
+        found = self._service_ids.get(service)
+        self.service.append(found if found is not None else self.services.id(service))
+        self.key.append(-1 if key is None else self.keys.id(key))
+        self.attempts.append(attempts)
 
     def on_attempt(self, event: AttemptFinished) -> None:
-        self.a_started.append(event.started)
-        self.a_finished.append(event.finished)
-        self.a_status.append(event.status)
-        self.a_endpoint.append(self.endpoints.id(event.endpoint))
-        self.a_client.append(self.clients.id(event.client))
-        self.a_service.append(self.services.id(event.service))
-        self.a_kind.append(event.kind)
+        self.attempt_ended(
+            event.client, event.service, event.endpoint, event.kind, event.status, event.started, event.finished
+        )
+
+    def attempt_ended(
+        self,
+        client: str,
+        service: str,
+        endpoint: str | None,
+        kind: int,
+        status: int,
+        started: float,
+        finished: float,
+    ) -> None:
+        """An AttemptFinished's fields, without the event (`Observer.direct`)."""
+        self.a_started.append(started)
+        self.a_finished.append(finished)
+        self.a_status.append(status)
+        found = self._endpoint_ids.get(endpoint)  # type: ignore[arg-type]
+        self.a_endpoint.append(found if found is not None else self.endpoints.id(endpoint))
+        found = self._client_ids.get(client)
+        self.a_client.append(found if found is not None else self.clients.id(client))
+        found = self._service_ids.get(service)
+        self.a_service.append(found if found is not None else self.services.id(service))
+        self.a_kind.append(kind)
 
     def on_health(self, event: HealthChanged) -> None:
         self.health.append(HealthTransition(event.at, event.client, event.endpoint, event.healthy, event.last_probe))
@@ -178,8 +226,13 @@ class RunRecorder:
     def subscribe(self, bus: EventBus) -> None:
         """Listen on `bus` to every event the report needs."""
         subscribe = bus.subscribe
-        subscribe(RequestFinished, self.on_request)
-        subscribe(AttemptFinished, self.on_attempt)
+        direct = getattr(bus, "subscribe_direct", None)
+        if direct is not None:
+            direct(RequestFinished, self.on_request, self.request_ended)
+            direct(AttemptFinished, self.on_attempt, self.attempt_ended)
+        else:
+            subscribe(RequestFinished, self.on_request)
+            subscribe(AttemptFinished, self.on_attempt)
         subscribe(HealthChanged, self.on_health)
         subscribe(EndpointEjected, self.on_ejected)
         subscribe(EndpointReturned, self.on_returned)

@@ -48,11 +48,19 @@ from meshsim.core.policies import CallPolicies
 from meshsim.core.retry import RetryBudget, RetryThrottle
 from meshsim.core.status import StatusCode
 from meshsim.runtime.balancer import Balancer
+from meshsim.runtime.lean_call import LeanCall
 from meshsim.runtime.observer import Observer
 from meshsim.runtime.timers import Cancellable, Timers
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, Transport
 
 Finished = Callable[[RequestFinished], None]
+# on_ended(started, finished): what a load generator needs of a call's end.
+Ended = Callable[[float, float], None]
+
+
+def _times(on_ended: Ended) -> Finished:
+    return lambda event: on_ended(event.started, event.finished)
+
 
 _log = logging.getLogger(__name__)
 
@@ -104,9 +112,19 @@ class MeshChannel:
         self.active_calls = 0
         self._per_endpoint = None if policies.limits is None else policies.limits.max_requests_per_endpoint
         # Every call not yet ended, in start order (a dict, so the order is never an address's).
-        self._live: dict[CallRun, None] = {}
+        self._live: dict[CallRun | LeanCall, None] = {}
         self._pending: collections.deque[CallRun] = collections.deque()
         self.pending_calls = 0
+        # With no policy that could act on a call, a call that finds an endpoint is one attempt and
+        # needs no CallRun (runtime/lean_call.py).
+        self._lean = (
+            policies.limits is None
+            and self.service_breaker is None
+            and self._replica_breaker is None
+            and self.throttle is None
+            and self.budget is None
+            and all(retry is None and hedging is None for retry, hedging in self.policy_by_pattern.values())
+        )
 
     # --- admission ----------------------------------------------------------------
 
@@ -144,6 +162,30 @@ class MeshChannel:
         self.active_calls += 1
         run.begin()
         return run
+
+    def send(self, call: CallSpec, on_ended: Ended | None = None) -> None:
+        """Start a call whose run the caller does not keep (a load generator's); `on_ended(started,
+        finished)` when it ends. On a channel with no policy, as a LeanCall; otherwise as `start`."""
+        if not self._lean:
+            self.start(call, None if on_ended is None else _times(on_ended))
+            return
+        endpoint = self.balancer.picker.pick(call.key)
+        if endpoint is None:
+            # No endpoint: the general path waits for one (warming) or fails the attempt; pickers
+            # that find none draw nothing, so picking again there changes no random stream.
+            self.start(call, None if on_ended is None else _times(on_ended))
+            return
+        now = self.timers.now()
+        if self._announce:
+            self.observer.emit(RequestStarted(self.client, self.service, call.pattern, now))
+        lean = LeanCall(self, call, endpoint, now, on_ended)
+        self._live[lean] = None
+        self.active_calls += 1
+        lean.send(None if call.deadline is None else now + call.deadline)
+
+    def lean_ended(self, lean: LeanCall) -> None:
+        self._live.pop(lean, None)
+        self.active_calls -= 1
 
     async def call(self, call: CallSpec, policies: CallPolicies | None = None) -> tuple[RequestFinished, CallRun]:
         """Start a call and wait for how it ended (for code that wants one task per call).
@@ -251,11 +293,12 @@ class MeshChannel:
     ) -> None:
         """An attempt ended; with `blame` False (meshsim's own failure, not the replica's) it counts
         against neither the replica's breaker nor its outlier detection."""
-        self.observer.emit(
-            AttemptFinished(
-                self.client, self.service, None if endpoint is None else endpoint.name, kind, status, started, now
-            )
-        )
+        name = None if endpoint is None else endpoint.name
+        direct = self.observer.direct(AttemptFinished)
+        if direct is not None:
+            direct(self.client, self.service, name, kind, status, started, now)
+        else:
+            self.observer.emit(AttemptFinished(self.client, self.service, name, kind, status, started, now))
         if endpoint is None:
             return
         if permit != NO_BREAKER:
