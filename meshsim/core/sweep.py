@@ -292,15 +292,17 @@ class Collector:
         return index < self.needed
 
     def result(self, path: str, name: str) -> SweepResult:
-        runs = [self._runs[index] for index in range(self.needed) if index in self._runs]
-        per = len(self._seeds)
+        per_combination: list[list[RunFigures]] = [[] for _ in self._combinations]
+        for index in range(self.needed):
+            if index in self._runs:
+                per_combination[index // len(self._seeds)].append(self._runs[index])
         return SweepResult(
             path=path,
             name=name,
             seeds=self._seeds,
             combinations=tuple(
-                CombinationResult(combination, tuple(run for run in runs if run.index // per == number))
-                for number, combination in enumerate(self._combinations)
+                CombinationResult(combination, tuple(runs))
+                for combination, runs in zip(self._combinations, per_combination, strict=True)
             ),
             until_fail=self._until_fail,
         )

@@ -61,14 +61,14 @@ class LocalPool:
         return f"{self.workers} local worker{'s' if self.workers != 1 else ''}"
 
     def outcomes(self, source: ScenarioSource, jobs: Sequence[Job], wanted: Wanted) -> Runs:
-        if self.workers == 1:
+        if self.workers == 1 or len(jobs) <= 1:
             for job in jobs:
                 if wanted(job.index):
                     yield run_job(source, job)
             return
         # Spawned, not forked: the progress bar's thread must not be copied mid-write.
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_interrupts)
+        pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_ignore_interrupts)
         try:
             yield from _windowed(
                 jobs,
