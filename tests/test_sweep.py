@@ -250,6 +250,7 @@ def test_until_fail_stops_at_the_first_failing_run(coin: Path) -> None:
         (["--cluster", "localhost"], "--cluster: expected a scheduler address like tcp://HOST:8786"),
         (["--seeds", "1-1000000", "--set", "balancer.policy=p2c,random"], "--seeds: 2 combinations of 1,000,000"),
         (["--frobnicate"], "No such option '--frobnicate'"),
+        (["--json", "/nonexistent/dir/sweep.json"], "--json /nonexistent/dir/sweep.json: there is no directory"),
     ],
 )
 def test_a_bad_flag_is_one_line_naming_it_and_exit_2(coin: Path, arguments: list[str], message: str) -> None:

@@ -86,6 +86,9 @@ def sweep(
         app.abort(f"--set: {error}")
     if cluster is not None and workers is not None:
         app.abort("--workers: a cluster's workers are its own; give --workers or --cluster, not both")
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        # Before the sweep, so that hours of runs are not spent on a result with nowhere to go.
+        app.abort(f"--json {json_path}: there is no directory {Path(json_path).parent}")
     engine = _engine(app, workers, cluster)
     source = ScenarioSource(scenario_path, read_text(Path(scenario_path), ScenarioError))
     try:
