@@ -347,3 +347,42 @@ client = "web"
     assert "kill on api/0 for 1s" in played.stdout.replace("\n", " ")
     assert "skipped partition on api/1: no process takes it" in played.stdout.replace("\n", " ")
     assert "skipped 1: no process took it" in played.stdout
+
+
+def test_an_endpoint_fault_acts_only_on_its_method(mesh: Mesh) -> None:
+    add(
+        mesh.proxy_admin,
+        action="errors",
+        target=mesh.replicas[0],
+        rate=1.0,
+        status="INTERNAL",
+        method="Chat",
+        **{"for": "3s"},
+    )
+    assert all(call.status == "OK" for call in calls(mesh, 0.5))
+
+
+def test_a_call_whose_deadline_passes_in_a_proxy_delay_is_recorded(mesh: Mesh) -> None:
+    add(mesh.proxy_admin, action="latency", target="*", add="1s", **{"for": "3s"})
+    channel = grpc.insecure_channel(mesh.proxy)
+    stub = mesh_pb2_grpc.MeshServiceStub(channel)
+    _, before = http(mesh.proxy_admin, "GET", "/metrics")
+    with pytest.raises(grpc.RpcError) as late:
+        stub.Process(mesh_pb2.ProcessRequest(request_id="late"), timeout=0.3)
+    channel.close()
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(0.2)
+    _, after = http(mesh.proxy_admin, "GET", "/metrics")
+    counted = 'grpc_requests_total{client="proxy",code="DEADLINE_EXCEEDED",method="/mesh.v1.MeshService/Process"'
+    assert counted not in before and counted in after
+
+
+def test_the_chaos_command_says_a_bad_url_in_one_line(mesh: Mesh) -> None:
+    for url, words in (
+        ("http://127.0.0.1:abc", "URL"),
+        ("ftp://127.0.0.1:1", "URL"),
+        (f"http://{mesh.replicas[0]}", "cannot reach the admin endpoint"),  # a gRPC port
+    ):
+        said = meshsim("chaos", url, "list")
+        assert said.returncode == 2 and "Traceback" not in said.stderr, said.stderr
+        assert words in said.stderr

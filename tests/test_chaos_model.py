@@ -169,3 +169,20 @@ def test_every_shipped_scenario_fault_becomes_a_request_that_reads_back_the_same
                 fault.effect,
                 12.5,
             ), path.name
+
+
+def test_a_delay_longer_than_the_fault_and_share_with_rate_are_refused() -> None:
+    with pytest.raises(ChaosRequestError) as refused:
+        read_fault({"action": "latency", "target": "api", "add": "10s", "for": "5s"}, EVERYTHING, "f1", 0.0)
+    assert refused.value.field == "add"
+    with pytest.raises(ChaosRequestError) as refused:
+        read_fault({"action": "errors", "target": "api", "rate": 0.5, "share": 0.5, "for": "5s"}, EVERYTHING, "f1", 0)
+    assert refused.value.field == "share"
+
+
+def test_only_applied_faults_take_a_number() -> None:
+    clock = Clock()
+    board = FaultBoard(EVERYTHING, lambda: clock.now, clock.call_later, lambda f: None, lambda f, r: None)
+    with pytest.raises(ChaosRequestError):
+        board.add({"action": "kill", "target": "api"})
+    assert board.add({"action": "kill", "target": "api", "for": "1s"}).id == "f1"

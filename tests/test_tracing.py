@@ -185,3 +185,16 @@ def test_a_configs_tracing_table_turns_tracing_on_unless_the_variables_say_off(
     tracing.shutdown()
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert Tracing.from_environment("proxy", TracingConfig(endpoint="http://127.0.0.1:4317")) is None
+
+
+def test_the_service_name_variable_wins_over_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "edge")
+    tracing = Tracing("proxy", exporter=InMemorySpanExporter())
+    assert tracing.provider.resource.attributes["service.name"] == "edge"
+    tracing.shutdown()
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    tracing = Tracing("proxy", exporter=InMemorySpanExporter())
+    assert tracing.provider.resource.attributes["service.name"] == "proxy"
+    tracing.shutdown()

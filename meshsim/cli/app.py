@@ -42,3 +42,16 @@ admin_token_option = click.option(
     envvar="MESHSIM_ADMIN_TOKEN",
     help="Bearer token the admin endpoint asks for (required beyond loopback) [env: MESHSIM_ADMIN_TOKEN].",
 )
+
+
+def admin_address(value: str, flag: str) -> str:
+    """An admin endpoint's "host:port" from a flag: ":9090" is the seed's way of saying port 9090 on
+    this machine (loopback)."""
+    from meshsim.core.addresses import split_host_port
+
+    written = f"127.0.0.1{value}" if value.startswith(":") else value
+    try:
+        host, port = split_host_port(written)
+    except ValueError:
+        raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint=flag) from None
+    return f"{host}:{port}"

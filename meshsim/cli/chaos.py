@@ -12,9 +12,12 @@ in the process that holds it, so nothing here has to stay running for it to end.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -26,14 +29,25 @@ from meshsim.cli.app import Application
 _TIMEOUT = 10.0
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (read for its check: a port that is not a number raises)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 class _Admin:
     """The admin endpoints named by URL, spoken to in JSON."""
 
     def __init__(self, app: Application, urls: str, token: str | None) -> None:
         self.app = app
         self.urls = [url.strip().rstrip("/") for url in urls.split(",") if url.strip()]
-        if not self.urls or not all(url.startswith(("http://", "https://")) for url in self.urls):
-            raise click.BadParameter(f'expected "http://HOST:PORT" (comma-separated for several), got {urls!r}')
+        if not self.urls or not all(_is_http_url(url) for url in self.urls):
+            raise click.BadParameter(
+                f'expected "http://HOST:PORT" (comma-separated for several), got {urls!r}', param_hint="URL"
+            )
         self.token = token
 
     def request(self, url: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
@@ -41,8 +55,8 @@ class _Admin:
         headers = {"content-type": "application/json"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url + path, data=data, method=method, headers=headers)
         try:
+            request = urllib.request.Request(url + path, data=data, method=method, headers=headers)
             with urllib.request.urlopen(request, timeout=_TIMEOUT) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
@@ -53,8 +67,9 @@ class _Admin:
             if error.code == 401:
                 self.app.abort(f"{url}: a bearer token is required: --token or MESHSIM_ADMIN_TOKEN")
             return error.code, answer
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+            # HTTPException: something that is not HTTP answered (a gRPC port, say).
+            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
             self.app.abort(f"{url}: cannot reach the admin endpoint: {reason}")
 
     def add(self, fault: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -130,14 +145,16 @@ def list_faults(admin: _Admin, as_json: bool) -> None:
         admin.app.display("no active faults")
         return
     table = Table(show_edge=False)
-    for column in ("id", "action", "target", "effect", "left"):
+    several = len(admin.urls) > 1  # ids are per process: say whose each is
+    for column in ("process", "id", "action", "target", "effect", "left")[0 if several else 1 :]:
         table.add_column(column, overflow="fold", max_width=30)
     for fault in found:
         narrowed = ", ".join(f"{key} {fault[key]}" for key in ("method", "header") if fault.get(key) is not None) + (
             f" {fault['share']:.0%}" if fault.get("share", 1.0) < 1.0 else ""
         )
         effect = " ".join(part for part in (fault["effect"], narrowed) if part)
-        table.add_row(fault["id"], fault["action"], fault["target"], effect, f"{fault['remaining_s']:.1f}s")
+        row = [fault["id"], fault["action"], fault["target"], effect, f"{fault['remaining_s']:.1f}s"]
+        table.add_row(*([urllib.parse.urlsplit(fault["url"]).netloc] if several else []), *row)
     admin.app.display(table)
 
 
@@ -145,12 +162,15 @@ def list_faults(admin: _Admin, as_json: bool) -> None:
 @click.argument("fault_id", metavar="[ID]", required=False)
 @click.pass_obj
 def clear(admin: _Admin, fault_id: str | None) -> None:
-    """Clear one fault (by ID), or every fault."""
+    """Clear one fault (by ID: the first process that has one so numbered; give one URL to say
+    which), or every fault."""
     cleared = 0
     for url in admin.urls:
         status, answer = admin.request(url, "DELETE", "/faults" + ("" if fault_id is None else f"/{fault_id}"))
         if status == 200:
             cleared += len(answer["cleared"])
+            if fault_id is not None:
+                break  # ids are per process: the same id elsewhere is another fault
         elif status != 404 or fault_id is None:
             admin.app.abort(f"{url}: HTTP {status}: {answer}")
     if fault_id is not None and not cleared:
@@ -207,7 +227,8 @@ def play(admin: _Admin, scenario_path: str) -> None:
     except KeyboardInterrupt:
         left = [(url, fault_id) for url, fault_id, at in added if start + at > time.monotonic()]
         for url, fault_id in left:
-            admin.request(url, "DELETE", f"/faults/{fault_id}")
+            with contextlib.suppress(SystemExit):  # one process gone: the others' faults still go
+                admin.request(url, "DELETE", f"/faults/{fault_id}")
         app.display(f"stopped: cleared {len(left)} fault{'s' if len(left) != 1 else ''} still active")
         raise SystemExit(130) from None
     app.display(f"played {len(added)} fault{'s' if len(added) != 1 else ''}; all have ended")

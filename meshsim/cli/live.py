@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meshsim.cli.app import Application, admin_token_option
+from meshsim.cli.app import Application, admin_address, admin_token_option
 
 if TYPE_CHECKING:
     from meshsim.live.proxy import Proxy
@@ -76,9 +76,7 @@ def live_command(
         limits = config.record or RecordConfig(Path(record_path))
         config = attrs.evolve(config, record=attrs.evolve(limits, path=Path(record_path)))
     if admin_listen is not None:
-        if not is_address(admin_listen):
-            raise click.BadParameter(f'expected "host:port", got {admin_listen!r}', param_hint="--admin")
-        config = attrs.evolve(config, metrics_listen=admin_listen)
+        config = attrs.evolve(config, metrics_listen=admin_address(admin_listen, "--admin"))
     if config.metrics_listen is not None:
         flag = "--admin" if admin_listen is not None else f"{config_path}: [metrics] listen"
         check_listen(config.metrics_listen, admin_token, flag)

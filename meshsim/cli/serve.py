@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from meshsim.cli.app import Application, admin_token_option
+from meshsim.cli.app import Application, admin_address, admin_token_option
 
 
 @click.command()
@@ -108,7 +108,7 @@ def serve(
             cert=Path(cert_file) if cert_file else base.cert,
             key=Path(key_file) if key_file else base.key,
         )
-    listen = _metrics_address(metrics_listen)
+    listen = None if metrics_listen is None else admin_address(metrics_listen, "--admin/--metrics")
     if listen is not None:
         check_listen(listen, admin_token, "--admin")
     if "/" in name or not name:
@@ -138,19 +138,3 @@ def serve(
 
     asyncio.run(run_replicas(config, announce, announce_metrics))
     click.echo("stopped")
-
-
-def _metrics_address(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from meshsim.core.addresses import split_host_port
-
-    # ":9090" is the seed's way of saying port 9090 on this machine.
-    written = f"127.0.0.1{value}" if value.startswith(":") else value
-    try:
-        host, port = split_host_port(written)
-    except ValueError:
-        raise click.BadParameter(
-            f'expected "host:port" or ":port", got {value!r}', param_hint="--admin/--metrics"
-        ) from None
-    return f"{host}:{port}"

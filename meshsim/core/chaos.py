@@ -15,7 +15,7 @@ two callbacks, when a fault begins and ends; the process decides what the fault 
 
 from __future__ import annotations
 
-import itertools
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -60,6 +60,14 @@ class CallMatch:
         if method is None:
             return True
         return path == method or path.endswith("/" + method.lstrip("/"))
+
+    def drawn(self, rng: random.Random) -> bool:
+        """Whether this call is among the `share` the fault acts on (a draw only when it is not all)."""
+        return self.share >= 1.0 or rng.random() < self.share
+
+    def matches(self, method: str, metadata: Sequence[tuple[str, Any]], rng: random.Random) -> bool:
+        """Whether the fault acts on this call: its method, its headers, and its share's draw."""
+        return self.method_matches(method) and self.header_matches(metadata) and self.drawn(rng)
 
     def header_matches(self, metadata: Sequence[tuple[str, Any]]) -> bool:
         if self.header is None:
@@ -151,7 +159,9 @@ def read_fault(data: object, scope: ChaosScope, fault_id: str, now: float) -> Ch
         reason = scope.why_not.get(action, f"this process takes {', '.join(scope.kinds)}")
         table.fail("action", f"{action} does not apply here: {reason}")
     kind = KINDS[action]
-    if action == "errors" and table.has("share") and not table.has("rate"):
+    if action == "errors" and table.has("share"):
+        if table.has("rate"):
+            table.fail("share", "for errors, share is another name for rate: give one of them")
         table.data["rate"] = table.data.pop("share")  # the CLI's --share, for errors
     duration = table.duration("for", positive=True)
     if duration > MAX_CHAOS_DURATION:
@@ -175,6 +185,9 @@ def read_fault(data: object, scope: ChaosScope, fault_id: str, now: float) -> Ch
         if key not in _OWN_KEYS and key not in kind.keys and isinstance(key, str) and key in _ALL_KIND_KEYS:
             table.fail(key, f"does not apply to a {action} fault")
     effect = kind.read(table, FaultContext(scope.clients))
+    if getattr(effect, "add", 0.0) > duration:
+        # A call delayed past the fault's end would feel the fault after it is gone.
+        table.fail("add", f"a delay longer than the fault lasts ({format_duration(duration)})")
     table.done()
     return ChaosFault(fault_id, action, target, effect, duration, match, now)
 
@@ -219,7 +232,7 @@ class FaultBoard:
         self._on_apply = on_apply
         self._on_clear = on_clear
         self._active: dict[str, tuple[ChaosFault, Cancellable]] = {}
-        self._ids = itertools.count(1)
+        self._next_id = 1
 
     @property
     def active(self) -> list[ChaosFault]:
@@ -232,8 +245,9 @@ class FaultBoard:
         """Read a request, make its fault act, and set it to clear itself."""
         if len(self._active) >= MAX_ACTIVE:
             raise ChaosRequestError(None, f"{MAX_ACTIVE} faults are active already; clear some first")
-        fault = read_fault(request, self.scope, f"f{next(self._ids)}", self._clock())
+        fault = read_fault(request, self.scope, f"f{self._next_id}", self._clock())
         self._on_apply(fault)
+        self._next_id += 1  # only faults that were applied take a number
 
         def expire() -> None:
             self.remove(fault.id, "expired")

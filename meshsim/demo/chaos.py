@@ -55,15 +55,13 @@ class ReplicaFaults:
 
     def draw(self, method: str) -> tuple[Conditions, list[asyncio.Event], list[str]]:
         """The conditions one call of `method` meets (each fault drawn by its share), the blackholes
-        holding it, and the kinds that acted on it."""
+        holding it, and the kinds that acted on it already (an error acts only if its rate's draw,
+        made later, says so)."""
         rng = self._rng
-        drawn = [
-            fault
-            for fault in self._per_call
-            if fault.match.method_matches(method) and (fault.match.share >= 1.0 or rng.random() < fault.match.share)
-        ]
+        drawn = [fault for fault in self._per_call if fault.match.matches(method, (), rng)]
         held = [self._held[fault.id] for fault in drawn if fault.id in self._held]
-        return conditions_of([fault.effect for fault in drawn]), held, [fault.action for fault in drawn]
+        acted = [fault.action for fault in drawn if fault.action != "errors"]
+        return conditions_of([fault.effect for fault in drawn]), held, acted
 
     async def probe_admitted(self) -> None:
         """Wait out the blackholes that hold health probes."""

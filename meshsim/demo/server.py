@@ -32,7 +32,7 @@ from meshsim.demo import chaos
 from meshsim.demo.admin import ServeAdmin
 from meshsim.demo.metrics import ServerMetrics
 from meshsim.demo.servicer import MeshServicer, ServerFaults
-from meshsim.live.admin import AdminApp, http_config
+from meshsim.live.admin import AdminApp, check_listen, http_config
 from meshsim.live.security import ServerCertificates
 from meshsim.live.status import health_to_grpc
 from meshsim.live.tracing import ServerTracing, Tracing
@@ -40,6 +40,10 @@ from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 from meshsim.tls.material import TlsError, TlsFiles
 
 logger = logging.getLogger(__name__)
+
+# A replica whose port was taken while it was killed tries to start again this often, then less often.
+_REVIVE_FIRST_WAIT = 0.5
+_REVIVE_MAX_WAIT = 10.0
 
 
 class ServeError(StartupError):
@@ -183,7 +187,7 @@ class Replica:
         answer = health_to_grpc(status)
         for service in ("", MESH_SERVICE):
             await self.health.set(service, answer)
-        self._report_health(serving=status is HealthStatus.SERVING)
+        self._report_health(serving=status is HealthStatus.SERVING and self.up)
 
     def _options(self) -> tuple[tuple[str, int], ...]:
         return (
@@ -237,13 +241,26 @@ class Replica:
                 await server.stop(0)  # connections break; calls in flight fail UNAVAILABLE
 
     async def _revive(self) -> None:
-        async with self._switching:
-            if self._server is not None or self._stopped or self._kills:
-                return
-            try:
-                await self.start()
-            except ServeError as error:
-                logger.error("%s (%s) stays down: %s", self.name, self.address, error)
+        """Start again on the same port once the last kill is over; while the port is taken (another
+        process took it meanwhile), try again, less and less often, until it is free or we stop."""
+        wait = _REVIVE_FIRST_WAIT
+        said = False
+        while True:
+            async with self._switching:
+                if self._server is not None or self._stopped or self._kills:
+                    return
+                try:
+                    await self.start()
+                except ServeError as error:
+                    if not said:
+                        logger.error("%s (%s) cannot start again: %s; trying again", self.name, self.address, error)
+                        said = True
+                else:
+                    if said:
+                        logger.info("%s (%s) is serving again", self.name, self.address)
+                    return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _REVIVE_MAX_WAIT)
 
     def _later(self, work: Any) -> None:
         # asyncio keeps only weak references to tasks: hold each one until it is done.
@@ -306,6 +323,7 @@ async def serve(
     try:
         http = None
         if config.metrics_listen is not None:
+            check_listen(config.metrics_listen, config.admin_token, "the admin endpoint")
             try:  # bound before the replicas start: a port in use is an error before anything runs
                 http, address = http_config(config.metrics_listen)
             except OSError as error:

@@ -17,7 +17,7 @@ import grpc
 from meshsim.core.calls import MESH_SERVICE
 from meshsim.core.status import StatusCode
 from meshsim.demo.chaos import ReplicaFaults
-from meshsim.live.status import to_grpc
+from meshsim.live.status import PUSHBACK_KEY, to_grpc
 from meshsim.pb.v1 import mesh_pb2, mesh_pb2_grpc
 
 
@@ -51,7 +51,11 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
     async def _misbehave(self, context: grpc.aio.ServicerContext, method: str) -> None:
         self.calls += 1
         faults = self.faults
-        latency, errors = faults.latency, [(faults.error_rate, faults.error_status)]
+        latency = faults.latency
+        # (share, status, pushback ms, a chaos fault's): the flags' error first, then the faults'
+        errors: list[tuple[float, StatusCode, int | None, bool]] = [
+            (faults.error_rate, faults.error_status, None, False)
+        ]
         if self.chaos.active:
             conditions, held, kinds = self.chaos.draw(f"/{MESH_SERVICE}/{method}")
             if kinds:
@@ -59,11 +63,15 @@ class MeshServicer(mesh_pb2_grpc.MeshServiceServicer):
             for lifted in held:
                 await lifted.wait()  # a blackhole: the caller's deadline ends it first
             latency = latency * conditions.multiply + conditions.add
-            errors += [(rate, status) for rate, status, _ in conditions.errors]
+            errors += [(rate, status, pushback, True) for rate, status, pushback in conditions.errors]
         if latency > 0:
             await asyncio.sleep(latency)
-        for rate, status in errors:
+        for rate, status, pushback, chaos in errors:
             if rate > 0 and self._rng.random() < rate:
+                if chaos:
+                    self.on_injected(["errors"])
+                if pushback is not None:
+                    context.set_trailing_metadata(((PUSHBACK_KEY, str(pushback)),))
                 await context.abort(to_grpc(status), f"error injected by {self.replica}")
 
     async def Process(

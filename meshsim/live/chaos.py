@@ -70,17 +70,21 @@ def fault_board(
     loop = asyncio.get_running_loop()
     metrics = ChaosMetrics(registry)
 
+    def facts(fault: ChaosFault, event: str, **more: str) -> dict[str, object]:
+        return {"fields": {"event": event, **fault.to_json(loop.time()), "process": where, **more}}
+
     def applied(fault: ChaosFault) -> None:
         apply(fault)  # may refuse it (ChaosRequestError): then nothing was applied
         metrics.applied.labels(fault.action).inc()
-        logger.warning("%s: fault applied: %s", where, fault.describe())
+        logger.warning("%s: fault applied: %s", where, fault.describe(), extra=facts(fault, "fault_applied"))
 
     def cleared(fault: ChaosFault, reason: str) -> None:
         try:
             clear(fault)
         finally:
             metrics.cleared.labels(fault.action, reason).inc()
-            logger.warning("%s: fault %s (%s): %s", where, fault.id, reason, fault.describe())
+            info = facts(fault, "fault_cleared", reason=reason)
+            logger.warning("%s: fault cleared (%s): %s", where, reason, fault.describe(), extra=info)
 
     board = FaultBoard(scope, loop.time, loop.call_later, applied, cleared)
     metrics.watch(board)

@@ -383,10 +383,12 @@ class _MeshStream:
         invocation = self.invocation
         run = client.channel.start(self.call, invocation.ended)
         invocation.started(run)
-        sending = None if requests is None else await client.background.start(self._send, requests)
+        sending = None
         attempt: StreamAttempt | None = None
         ended, details = StatusCode.CANCELLED, ""  # unless it ends otherwise below
         try:
+            if requests is not None:
+                sending = await client.background.start(self._send, requests)
             outcome = await bridge.wait(invocation.outcome)
             if isinstance(outcome, Unanswered):
                 raise RpcError(outcome.status, self._details(outcome.details))

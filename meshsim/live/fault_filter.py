@@ -18,15 +18,18 @@ same for one of the proxy's clients (a cluster), `latency` delays attempts and
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from meshsim.core.chaos import ChaosFault, ChaosRequestError, ChaosScope
 from meshsim.core.faults import Conditions, conditions_of
 from meshsim.core.status import StatusCode
 from meshsim.live.bridge import Home
-from meshsim.runtime.transport import AttemptHandle, OnDone
+from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnDone
 
 if TYPE_CHECKING:
     from meshsim.live.upstream import Upstream
@@ -38,6 +41,8 @@ WHY_NOT = {
     "health": "the proxy does not answer for a replica's health; flip it on the replica, or kill the endpoint here",
 }
 EVERY_SERVICE = "*"
+
+_log = logging.getLogger(__name__)
 
 
 class FaultFilter:
@@ -58,7 +63,7 @@ class FaultFilter:
         clients = tuple(u.label for u in self._upstreams)
 
         def check_target(target: str, action: str) -> str | None:
-            if target == EVERY_SERVICE or target in services:
+            if self._is_service(target):
                 if action in ("kill", "partition"):
                     return f"a {action} fault acts on an endpoint (an address), not on a service"
                 return None
@@ -72,7 +77,7 @@ class FaultFilter:
     def apply(self, fault: ChaosFault) -> None:
         if fault.action == "latency" and getattr(fault.effect, "multiply", 1.0) != 1.0:
             raise ChaosRequestError("multiply", "the proxy adds a delay (add); it cannot stretch a service time")
-        if fault.target == EVERY_SERVICE or fault.target in {u.service for u in self._upstreams}:
+        if self._is_service(fault.target):
             self._calls.append(fault)
             return
         self._endpoints.setdefault(fault.target, []).append(fault)
@@ -89,81 +94,84 @@ class FaultFilter:
             self._endpoints.pop(fault.target, None)
         self._cut(fault.target)
 
+    def _is_service(self, target: str) -> bool:
+        return target == EVERY_SERVICE or any(target == u.service for u in self._upstreams)
+
     def _cut(self, endpoint: str) -> None:
-        """Cut each cluster's transport from `endpoint` while a kill, or a partition of that cluster, lasts."""
+        """Cut each cluster's transport from `endpoint` while a kill, or a partition of that cluster,
+        lasts: every cluster's, listed or not, so that an endpoint discovery drops during the fault
+        and brings back after it is not left cut."""
         conditions = conditions_of([fault.effect for fault in self._endpoints.get(endpoint, ())])
         for upstream in self._upstreams:
-            if endpoint in _endpoints(upstream):
-                upstream.transport.cut_off(endpoint, conditions.down or upstream.label in conditions.cut_from)
+            upstream.transport.cut_off(endpoint, conditions.down or upstream.label in conditions.cut_from)
 
     # --- calls ------------------------------------------------------------------------------
 
-    def on_call(self, method: str, metadata: Sequence[tuple[str, Any]]) -> tuple[float, StatusCode | None]:
-        """(delay, abort status or None) for a call arriving: faults drawn by their share, in the
+    def on_call(self, method: str, metadata: Sequence[tuple[str, Any]]) -> CallFault | None:
+        """What the faults do to a call arriving (None: nothing), each drawn by its share, in the
         order they were added."""
         if not self._calls:
-            return 0.0, None
+            return None
         service = method[1:].split("/", 1)[0]
-        rng = self._rng
-        delay, abort = 0.0, None
-        for fault in self._calls:
-            match = fault.match
-            if fault.target not in (EVERY_SERVICE, service) or not match.method_matches(method):
-                continue
-            if not match.header_matches(metadata):
-                continue
-            conditions = conditions_of([fault.effect])
-            if fault.action == "latency":
-                if match.share >= 1.0 or rng.random() < match.share:
-                    delay += conditions.add
-                    self.on_injected(fault.action)
-            elif abort is None:
-                for rate, status, _ in conditions.errors:
-                    if rng.random() < rate * match.share:
-                        abort = status
-                        self.on_injected(fault.action)
-        return delay, abort
+        drawn = [
+            fault.effect
+            for fault in self._calls
+            if fault.target in (EVERY_SERVICE, service) and fault.match.matches(method, metadata, self._rng)
+        ]
+        return self._decide(conditions_of(drawn))
 
     # --- attempts ---------------------------------------------------------------------------
 
-    def on_attempt(self, endpoint: str) -> Conditions | None:
-        """The conditions an attempt on `endpoint` meets, faults drawn by their share (None: none)."""
+    def on_attempt(self, endpoint: str, method: str, metadata: Sequence[tuple[str, Any]]) -> CallFault | None:
+        """What the faults on `endpoint` do to an attempt of `method` (None: nothing)."""
         faults = self._endpoints.get(endpoint)
         if not faults:
             return None
-        rng = self._rng
-        drawn = [f.effect for f in faults if f.match.share >= 1.0 or rng.random() < f.match.share]
-        conditions = conditions_of(drawn)
-        if conditions.add or conditions.errors:
-            return conditions
-        return None
+        drawn = [fault.effect for fault in faults if fault.match.matches(method, metadata, self._rng)]
+        return self._decide(conditions_of(drawn))
+
+    def _decide(self, conditions: Conditions) -> CallFault | None:
+        """The delay and the error (drawn by its rate) `conditions` make of one call or attempt."""
+        failed = None
+        for rate, status, pushback in conditions.errors:
+            if self._rng.random() < rate:
+                failed = (status, pushback)
+                self.on_injected("errors")
+                break
+        if conditions.add:
+            self.on_injected("latency")
+        if failed is None and not conditions.add:
+            return None
+        return CallFault(conditions.add, *(failed or (None, None)))
 
     def faulted_attempt(
         self,
-        conditions: Conditions,
+        fault: CallFault,
         deadline_at: float | None,
-        start: Callable[[float | None, OnDone, Home], AttemptHandle],
+        send: Callable[[float | None, OnDone], AttemptHandle],
         on_done: OnDone,
         home: Home,
     ) -> AttemptHandle:
-        """An attempt under `conditions`: held back by their delay, then failed with their status
-        (drawn by its rate) or sent (`start(timeout, on_done, home)`)."""
-        failed = None
-        for rate, status, _ in conditions.errors:
-            if self._rng.random() < rate:
-                failed = status
-                self.on_injected("errors")
-                break
+        """An attempt under `fault`: held back by its delay, then failed with its status or sent
+        (`send(timeout, on_done)`, which finds the endpoint's channel as it is then)."""
 
-        def send(timeout: float | None, on_done: OnDone) -> AttemptHandle:
-            if failed is not None:
-                return InjectedAttempt(failed, on_done, home)
-            return start(timeout, on_done, home)
+        def sending(timeout: float | None, on_done: OnDone) -> AttemptHandle:
+            if fault.status is not None:
+                return InjectedAttempt(fault.status, fault.pushback, on_done, home)
+            return send(timeout, on_done)
 
-        if conditions.add > 0:
-            self.on_injected("latency")
-            return DelayedAttempt(conditions.add, deadline_at, send, on_done, home)
-        return send(None if deadline_at is None else max(0.0, deadline_at - home.now()), on_done)
+        if fault.delay > 0:
+            return DelayedAttempt(fault.delay, deadline_at, sending, on_done, home)
+        return sending(None if deadline_at is None else max(0.0, deadline_at - home.now()), on_done)
+
+
+@attrs.frozen
+class CallFault:
+    """What faults do to one call or attempt: a delay first, then perhaps a status in the replica's place."""
+
+    delay: float = 0.0
+    status: StatusCode | None = None
+    pushback: int | None = None
 
 
 def _endpoints(upstream: Upstream) -> set[str]:
@@ -171,16 +179,17 @@ def _endpoints(upstream: Upstream) -> set[str]:
 
 
 class InjectedAttempt:
-    """An attempt a fault answers in the replica's place: it ends with the fault's status, soon."""
+    """An attempt a fault answers in the replica's place: it ends with the fault's status (and
+    pushback), soon."""
 
-    def __init__(self, status: StatusCode, on_done: OnDone, home: Home) -> None:
+    def __init__(self, status: StatusCode, pushback: int | None, on_done: OnDone, home: Home) -> None:
         self._on_done: OnDone | None = on_done
-        home.later(self._finish, status)
+        home.later(self._finish, status, pushback)
 
-    def _finish(self, status: StatusCode) -> None:
+    def _finish(self, status: StatusCode, pushback: int | None = None) -> None:
         on_done, self._on_done = self._on_done, None
         if on_done is not None:
-            on_done(status, None)
+            on_done(status, pushback)
 
     def cancel(self, status: StatusCode) -> None:
         self._finish(status)
@@ -214,7 +223,13 @@ class DelayedAttempt:
         if timeout is not None and timeout <= 0:
             self._finish(StatusCode.DEADLINE_EXCEEDED)
             return
-        self._sent = self._send(timeout, on_done)
+        try:
+            self._sent = self._send(timeout, on_done)
+        except EndpointGone:
+            self._finish(StatusCode.UNAVAILABLE)  # cut off or removed while the attempt was held
+        except Exception:
+            _log.exception("an attempt held by a fault could not be sent")
+            self._finish(StatusCode.INTERNAL)
 
     def _finish(self, status: StatusCode) -> None:
         on_done, self._on_done = self._on_done, None

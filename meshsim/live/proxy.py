@@ -43,7 +43,7 @@ from meshsim.core.pickers import REGISTERED, BalancerConfig
 from meshsim.core.policies import CallPolicies
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge, reflection
-from meshsim.live.admin import AdminApp, serve_admin
+from meshsim.live.admin import AdminApp, check_listen, serve_admin
 from meshsim.live.bridge import HostHome
 from meshsim.live.chaos import fault_board
 from meshsim.live.config import Cluster, ProxyConfig, ProxyConfigError
@@ -52,7 +52,7 @@ from meshsim.live.fault_filter import FaultFilter
 from meshsim.live.metrics import MeshMetrics
 from meshsim.live.proxy_admin import ProxyAdmin
 from meshsim.live.security import ClientCertificates, ServerCertificates
-from meshsim.live.status import from_grpc, serving_to_grpc, status_of, to_grpc
+from meshsim.live.status import PUSHBACK_KEY, from_grpc, serving_to_grpc, status_of, to_grpc
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
 from meshsim.live.tracing import CallTrace, Tracing
 from meshsim.live.transport import LiveAttempt, UnaryInvocation
@@ -263,6 +263,7 @@ class Proxy:
         for upstream in self._upstreams:
             upstream.transport.faults = self.faults
         if config.metrics_listen is not None:
+            check_listen(config.metrics_listen, self._admin_token, "the admin endpoint")
             self.metrics = MeshMetrics(self.observer)
             self.metrics.watch(self._upstreams)
             self.board, chaos = fault_board(
@@ -337,11 +338,14 @@ class Proxy:
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
         trace = self._trace(method, context)
-        ended = False
+        ended: StatusCode = StatusCode.CANCELLED  # unless it ends otherwise below
         try:
             async for message in self._forward(method, requests, context, trace):
                 yield message
-            ended = True
+            ended = StatusCode.OK
+        except Exception:
+            ended = StatusCode.UNKNOWN  # what grpc answers for a handler that raised
+            raise
         finally:
             _end_trace(trace, context, ended)
 
@@ -414,11 +418,14 @@ class Proxy:
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
         trace = self._trace(method, context)
-        ended = False
+        ended: StatusCode = StatusCode.CANCELLED  # unless it ends otherwise below
         try:
             response = await self._forward_unary(method, request, context, trace)
-            ended = True
+            ended = StatusCode.OK
             return response
+        except Exception:
+            ended = StatusCode.UNKNOWN  # what grpc answers for a handler that raised
+            raise
         finally:
             _end_trace(trace, context, ended)
 
@@ -474,33 +481,48 @@ class Proxy:
         trace: CallTrace | None = None,
     ) -> None:
         """Chaos on calls as they arrive (Envoy's fault filter): a delay, then perhaps an abort, which
-        ends the call as a recorded call with the fault's status, no replica called."""
+        ends the call as a recorded call with the fault's status, no replica called. A call whose
+        caller gives up during the delay is recorded too, as it ended: its deadline, or cancelled."""
         faults = self.faults
         if faults is None:
             return
-        delay, abort = faults.on_call(method, context.invocation_metadata() or ())
-        if not delay and abort is None:
+        fault = faults.on_call(method, context.invocation_metadata() or ())
+        if fault is None:
             return
-        started = time.monotonic()
-        if delay:
-            await asyncio.sleep(delay)
-        if abort is not None:
+        assert self._host is not None
+        started = self._host.now()
+
+        def record(status: StatusCode) -> None:
             assert self._host is not None
-            now = self._host.now()
             event = RequestFinished(
                 upstream.label,
                 upstream.service,
                 None,
                 pattern,
-                abort,
-                now - (time.monotonic() - started),
-                now,
+                status,
+                started,
+                self._host.now(),
                 attempts=0,
                 method=method,
             )
             self.observer.emit(event)
             self._access(event, trace)
-            await context.abort(to_grpc(abort), "meshsim: fault injected by the proxy")
+
+        if fault.delay:
+            remaining = context.time_remaining()
+            try:
+                await asyncio.sleep(fault.delay if remaining is None else min(fault.delay, max(0.0, remaining)))
+            except asyncio.CancelledError:
+                record(_caller_gone_by(context))
+                raise
+            if remaining is not None and remaining <= fault.delay:
+                record(StatusCode.DEADLINE_EXCEEDED)
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "meshsim: deadline exceeded in a fault's delay")
+        if fault.status is not None:
+            record(fault.status)
+            if fault.pushback is not None:
+                context.set_trailing_metadata(((PUSHBACK_KEY, str(fault.pushback)),))
+            await context.abort(to_grpc(fault.status), "meshsim: fault injected by the proxy")
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
         """The metadata a call carries on to a replica, once the call is let in: a call whose
@@ -577,22 +599,33 @@ class _CallKeys:
         return None
 
 
-def _end_trace(trace: CallTrace | None, context: grpc.aio.ServicerContext, ended: bool) -> None:
+def _end_trace(trace: CallTrace | None, context: grpc.aio.ServicerContext, ended: StatusCode) -> None:
     """End a proxied call's span with the status its caller got: the one set on its context (an
-    abort), else OK when the handler ended, else CANCELLED (the caller went away)."""
+    abort), else how the handler ended (OK; UNKNOWN if it raised; its caller gone, CANCELLED or
+    its deadline)."""
     if trace is None:
         return
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         trace.end(from_grpc(code), context.details() or "")
+    elif ended is StatusCode.CANCELLED:
+        trace.end(_caller_gone_by(context))
     else:
-        trace.end(StatusCode.OK if ended else StatusCode.CANCELLED)
+        trace.end(ended)
 
 
 def _details(event: RequestFinished, attempt: object) -> str:
     if isinstance(attempt, LiveAttempt) and attempt.details:
         return attempt.details
     return unanswered_details(event)
+
+
+def _caller_gone_by(context: grpc.aio.ServicerContext) -> StatusCode:
+    """How a call its caller left before it was sent ends: its deadline, or cancelled."""
+    remaining = context.time_remaining()
+    return (
+        StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= _DEADLINE_SLACK else StatusCode.CANCELLED
+    )
 
 
 def _caller_gone(run: CallRun | None) -> StatusCode:

@@ -45,14 +45,18 @@ def status_of(error: grpc.aio.AioRpcError) -> StatusCode:
     return _FROM_GRPC[error.code()]
 
 
-def attempt_status(code: grpc.StatusCode) -> StatusCode:
+def attempt_status(code: grpc.StatusCode, details: str | None = "") -> StatusCode:
     """The status of an attempt that ended with `code` before it answered, meshsim not having
-    cancelled it. CANCELLED then means the replica reset the stream: a server that is stopping (or
-    killed) cancels the calls it has not started. That fails the attempt UNAVAILABLE, as the
-    connection's end does for the calls it carried and as Envoy reports an upstream reset, so
-    that retries carry it; gRPC's own client reports it CANCELLED, which nothing retries."""
+    cancelled it. CANCELLED with no details of a servicer's own (grpc's bare "CANCELLED") means the
+    replica reset the stream: a server that is stopping, or killed, cancels the calls it has not
+    started. That fails the attempt UNAVAILABLE, as the connection's end does for the calls it
+    carried and as Envoy reports an upstream reset, so that retries carry it; gRPC's own client
+    reports it CANCELLED, which nothing retries. A servicer's own CANCELLED, with its words,
+    stays CANCELLED."""
     status = _FROM_GRPC[code]
-    return StatusCode.UNAVAILABLE if status is StatusCode.CANCELLED else status
+    if status is StatusCode.CANCELLED and (details or "CANCELLED") == "CANCELLED":
+        return StatusCode.UNAVAILABLE
+    return status
 
 
 def pushback_of(error: grpc.aio.AioRpcError) -> int | None:

@@ -306,8 +306,9 @@ async def _first_answer(call: Any) -> tuple[StatusCode, str, Any] | None:
         code = await call.code()
         if code == grpc.StatusCode.OK:
             return None
-        return attempt_status(code), await call.details() or "", await call.trailing_metadata()
+        details = await call.details() or ""
+        return attempt_status(code, details), details, await call.trailing_metadata()
     except asyncio.CancelledError:
         return StatusCode.CANCELLED, "cancelled by meshsim", ()
     except grpc.aio.AioRpcError as error:
-        return attempt_status(error.code()), error.details() or "", error.trailing_metadata()
+        return attempt_status(error.code(), error.details()), error.details() or "", error.trailing_metadata()

@@ -21,8 +21,9 @@ call pays one attribute read.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -42,15 +43,19 @@ _ON = ("otlp", "console")
 _UNTRACED = ("/grpc.health.", "/grpc.reflection.")
 
 
-def tracing_requested(environ: dict[str, str] | None = None) -> bool:
+def tracing_refused(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the standard variables say no traces, whatever else asks for them."""
+    env = os.environ if environ is None else environ
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    return disabled or env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
+
+
+def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the standard variables ask for traces."""
     env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if tracing_refused(env):
         return False
-    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none":
-        return False
-    if exporter in _ON:
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() in _ON:
         return True
     return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
@@ -70,21 +75,20 @@ class Tracing:
         config = config or TracingConfig()
         if exporter is None:
             exporter = _exporter(config.endpoint)
-        # The variables, when set, win over the file: OTEL_TRACES_SAMPLER is the SDK's own default
-        # sampler, and Resource.create reads OTEL_SERVICE_NAME over the name given here.
+        # The variables, when set, win over the file and the default: OTEL_TRACES_SAMPLER is the SDK's
+        # own default sampler, and Resource.create reads OTEL_SERVICE_NAME (and OTEL_RESOURCE_ATTRIBUTES)
+        # only for the attributes it is not given.
         sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBasedTraceIdRatio(config.sample_ratio)
-        self.provider = TracerProvider(
-            resource=Resource.create({"service.name": config.service_name or service_name}), sampler=sampler
-        )
+        named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        attributes = {} if named else {"service.name": config.service_name or service_name}
+        self.provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("meshsim")
 
     @classmethod
     def from_environment(cls, service_name: str, config: TracingConfig | None = None) -> Tracing | None:
         """A tracer when the variables (or, failing them, `config` with an endpoint) ask for one."""
-        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-            return None
-        if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        if tracing_refused():
             return None
         by_file = config is not None and config.enabled and config.endpoint is not None
         return cls(service_name, config=config) if tracing_requested() or by_file else None
@@ -211,16 +215,23 @@ class ServerTracing(grpc.aio.ServerInterceptor):
 
         def begin(context: grpc.aio.ServicerContext) -> Callable[[BaseException | None], None]:
             call = tracing.received(method, metadata, context.peer())
-            return lambda error: call.end(_code_of(context, failed=error is not None))
+            return lambda error: call.end(_code_of(context, error))
 
         return around(handler, begin)
 
 
-def _code_of(context: grpc.aio.ServicerContext, failed: bool) -> StatusCode:
+def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> StatusCode:
+    """The status a served call ended with: what the servicer set or aborted with, else what its end
+    means (its deadline or its caller gone, an unexpected error)."""
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         return from_grpc(code)
-    return StatusCode.UNKNOWN if failed else StatusCode.OK
+    if error is None:
+        return StatusCode.OK
+    if isinstance(error, asyncio.CancelledError):
+        remaining = context.time_remaining()
+        return StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else StatusCode.CANCELLED
+    return StatusCode.UNKNOWN
 
 
 def spans_of(call: CallTrace | None) -> Iterator[tuple[str, str]]:

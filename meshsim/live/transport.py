@@ -89,7 +89,7 @@ class UnaryInvocation:
                 attempt.details = error.details() or ""
                 attempt.initial_metadata = error.initial_metadata() or ()
                 attempt.trailing_metadata = error.trailing_metadata() or ()
-                on_done(attempt_status(error.code()), pushback_of(error))
+                on_done(attempt_status(error.code(), error.details()), pushback_of(error))
             else:
                 attempt.details = f"{type(error).__name__}: {error}"
                 on_done(StatusCode.INTERNAL, None)
@@ -197,10 +197,18 @@ class LiveTransport:
             on_done, extra = trace.attempt(endpoint, on_done)
         faults = self.faults
         if faults is not None:
-            conditions = faults.on_attempt(endpoint)
-            if conditions is not None:
-                sending = functools.partial(start, channel, extra=extra)
-                return faults.faulted_attempt(conditions, deadline_at, sending, on_done, home)
+            fault = faults.on_attempt(endpoint, call.method, getattr(call.payload, "metadata", ()))
+            if fault is not None:
+
+                def send(timeout: float | None, on_done: OnDone) -> AttemptHandle:
+                    # After a fault's delay the endpoint may be cut off, or its channel replaced.
+                    now = self.channels.get(endpoint)
+                    if now is None or endpoint in self._cut:
+                        raise EndpointGone(endpoint)
+                    handle: AttemptHandle = start(now, timeout, on_done, home, extra)
+                    return handle
+
+                return faults.faulted_attempt(fault, deadline_at, send, on_done, home)
         attempt: AttemptHandle = start(channel, timeout, on_done, home, extra)
         return attempt
 
