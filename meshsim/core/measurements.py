@@ -55,7 +55,7 @@ def _summary(
     endpoints: array[int] | None = None,
 ) -> CallSummary:
     counts: dict[int, int] = {}
-    latencies = []
+    latencies = array("d")  # 8 bytes a call, where a list of floats takes 32
     placements: dict[int, dict[int, int]] = {}
     for i in indices:
         code = status[i]
@@ -111,39 +111,44 @@ class RecordedRun:
 
     @staticmethod
     def _select(
-        index: dict[str, tuple[dict[int, list[int]], Any]], size: int, scope: str, name: str | None
-    ) -> list[int]:
+        index: dict[str, tuple[dict[int, array[int]], Any]], size: int, scope: str, name: str | None
+    ) -> Sequence[int]:
         if scope == "run":
-            return list(range(size))
+            return range(size)
         groups, names = index[scope]
         wanted = names.find(name)
-        return [] if wanted is None else groups.get(wanted, [])
+        return _NONE if wanted is None else groups.get(wanted, _NONE)
 
-    def calls(self, scope: str, name: str | None, window: tuple[float, float] | None = None) -> list[int]:
+    def calls(self, scope: str, name: str | None, window: tuple[float, float] | None = None) -> Sequence[int]:
         started = self.r.started
         return _within(self._select(self._calls, len(started), scope, name), started, window)
 
-    def attempts(self, scope: str, name: str | None, window: tuple[float, float] | None = None) -> list[int]:
+    def attempts(self, scope: str, name: str | None, window: tuple[float, float] | None = None) -> Sequence[int]:
         started = self.r.a_started
         return _within(self._select(self._attempts, len(started), scope, name), started, window)
 
-    def unrouted(self) -> list[int]:
-        return self._attempts["replica"][0].get(-1, [])
+    def unrouted(self) -> Sequence[int]:
+        return self._attempts["replica"][0].get(-1, _NONE)
 
 
-def _group(column: array[int]) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = {}
+# Index sets are arrays of machine integers (8 bytes an index; a list of ints takes 36): a
+# report of a million calls holds several of them at once.
+_NONE: array[int] = array("q")
+
+
+def _group(column: array[int]) -> dict[int, array[int]]:
+    groups: dict[int, array[int]] = {}
     for i, value in enumerate(column):
         found = groups.get(value)
         if found is None:
-            groups[value] = [i]
+            groups[value] = array("q", (i,))
         else:
             found.append(i)
     return groups
 
 
-def _within(indices: list[int], started: array[float], window: tuple[float, float] | None) -> list[int]:
+def _within(indices: Sequence[int], started: array[float], window: tuple[float, float] | None) -> Sequence[int]:
     if window is None:
         return indices
     low, high = window
-    return [i for i in indices if low <= started[i] < high]
+    return array("q", [i for i in indices if low <= started[i] < high])

@@ -8,6 +8,7 @@ changes as recorded.
 from __future__ import annotations
 
 import math
+from array import array
 
 from meshsim.core.assertions import evaluate_assertions
 from meshsim.core.measurements import RecordedRun
@@ -47,7 +48,7 @@ def build_report(scenario: Scenario, recorder: RunRecorder, mode: str = "sim", i
 
     width = _bucket_width(scenario.duration)
     slots = math.ceil(scenario.duration / width)
-    buckets: list[list[int]] = [[] for _ in range(slots)]
+    buckets = [array("q") for _ in range(slots)]
     for i, start in enumerate(r.started):
         buckets[min(int(start / width), slots - 1)].append(i)
     attempts_per_bucket = [0] * slots
