@@ -43,7 +43,7 @@ BIG_SECONDS = 30.0
 BIG_RSS_MIB = 1024.0
 
 
-def scenario_toml(replicas: int, policy: str, calls: int, seed: int) -> str:
+def scenario_toml(replicas: int, policy: str, calls: int, seed: int, health: bool = True) -> str:
     return f"""\
 schema = "meshsim/v1"
 name = "sim_scale"
@@ -60,7 +60,7 @@ latency = {{ dist = "exponential", mean = "{MEAN_MS:g}ms" }}
 policy = "{policy}"
 
 [health]
-enabled = true
+enabled = {str(health).lower()}
 
 [[client]]
 name = "load"
@@ -68,11 +68,11 @@ rate = {RATE!r}
 """
 
 
-def measure(replicas: int, policy: str, calls: int, seed: int) -> tuple[float, int]:
+def measure(replicas: int, policy: str, calls: int, seed: int, health: bool = True) -> tuple[float, int]:
     """CPU seconds of one run and the calls it simulated."""
     with tempfile.TemporaryDirectory(prefix="meshsim-scale-") as directory:
         path = Path(directory) / "sim_scale.toml"
-        path.write_text(scenario_toml(replicas, policy, calls, seed), encoding="utf-8")
+        path.write_text(scenario_toml(replicas, policy, calls, seed, health), encoding="utf-8")
         scenario = load_scenario(path)
     gc.collect()
     began = time.process_time()
@@ -81,12 +81,12 @@ def measure(replicas: int, policy: str, calls: int, seed: int) -> tuple[float, i
     return cpu, report.totals.requests
 
 
-def marginal(replicas: int, policy: str, calls: int, seed: int) -> tuple[float, float]:
+def marginal(replicas: int, policy: str, calls: int, seed: int, health: bool = True) -> tuple[float, float]:
     """µs of CPU per call of the run beyond a first `calls` (a run of `calls`, then one of twice as
     many: the difference is what the calls cost, without the replicas' setup), and the setup's
     seconds (what the first run took beyond its calls at that rate)."""
-    short, short_calls = measure(replicas, policy, calls, seed)
-    long, long_calls = measure(replicas, policy, 2 * calls, seed)
+    short, short_calls = measure(replicas, policy, calls, seed, health)
+    long, long_calls = measure(replicas, policy, 2 * calls, seed, health)
     per_call = (long - short) / max(1, long_calls - short_calls)
     return per_call * 1e6, max(0.0, short - per_call * short_calls)
 
@@ -116,6 +116,21 @@ def table(sizes: Sequence[int], policies: Sequence[str], calls: int, seed: int) 
         f" setup is of the largest size",
     ]
     return lines
+
+
+def probe_cost(replicas: int, calls: int, seed: int) -> list[str]:
+    """What a simulated health probe costs: the marginal CPU of a run with health checks on, less
+    one with them off, over the probes the extra simulated time holds (one per replica per
+    interval, the defaults' 1 s: the Watch is silent, so each interval's Check goes out)."""
+    on, _ = marginal(replicas, "round_robin", calls, seed, health=True)
+    off, _ = marginal(replicas, "round_robin", calls, seed, health=False)
+    probes_per_call = replicas / RATE  # probes a simulated second / calls a simulated second
+    per_probe = (on - off) / probes_per_call
+    verdict = "met" if per_probe <= off else "NOT met"
+    return [
+        f"a simulated probe at {replicas:,} replicas: {per_probe:.1f} µs of CPU against {off:.1f} µs a call "
+        f"(health off; target: a probe costs no more than a call: {verdict})"
+    ]
 
 
 def big_child(calls: int, replicas: int, seed: int) -> None:
@@ -161,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(n) for n in args.sizes.split(",")]
         policies = [p for p in args.policies.split(",") if p]
         lines += table(sizes, policies, args.calls or 30_000, args.seed)
+    if not args.only_big:
+        lines += ["", *probe_cost(max(int(n) for n in args.sizes.split(",")), args.calls or 30_000, args.seed)]
     if not args.no_big:
         lines += [
             "",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from meshsim.core.calls import CallSpec
 from meshsim.core.endpoint import Endpoint
-from meshsim.core.events import AttemptKind, RequestFinished
+from meshsim.core.events import AttemptFinished, AttemptKind, RequestFinished
 from meshsim.core.status import StatusCode
 from meshsim.runtime.transport import AttemptHandle, EndpointGone
 
@@ -71,7 +71,19 @@ class LeanCall:
         endpoint.in_flight -= 1
         now = channel.timers.now()
         try:
-            channel.attempt_ended(endpoint, AttemptKind.FIRST, status, self.started, now)
+            # channel.attempt_ended for an attempt without a breaker, inline: this runs once a call.
+            direct = channel.observer.direct(AttemptFinished)
+            if direct is not None:
+                direct(channel.client, channel.service, endpoint.name, AttemptKind.FIRST, status, self.started, now)
+            else:
+                channel.observer.emit(
+                    AttemptFinished(
+                        channel.client, channel.service, endpoint.name, AttemptKind.FIRST, status, self.started, now
+                    )
+                )
+            balancer = channel.balancer
+            if endpoint.latency is not None or balancer.outlier is not None:
+                balancer.record_outcome(endpoint, status, now - self.started, now)
         except Exception as error:
             if not self.done:
                 self._report("the end of an attempt", error)

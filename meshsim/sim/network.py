@@ -66,7 +66,7 @@ class SimTransport:
         on_answer: OnAnswer | None = None,
     ) -> SimCall:
         replica = self._network.replicas[endpoint]
-        if self._network.is_cut(self._client, endpoint):
+        if replica.cut_from and self._client in replica.cut_from:
             # A partition refuses the connection: the call fails fast, as against a dead host.
             return replica.refuse(on_done, StatusCode.UNAVAILABLE)
         return replica.start_call(call, deadline_at, on_done, on_answer)

@@ -222,10 +222,20 @@ class SimReplica:
             sim_call.on_answer()
 
     def _complete(self, sim_call: SimCall) -> None:
+        # _release and _end, inline: this runs once a call.
         if sim_call.deadline is not None:
             sim_call.deadline.cancel()
-        self._release(sim_call)
-        self._end(sim_call, sim_call.status, sim_call.pushback)
+        self._busy -= 1
+        self._live.pop(sim_call, None)
+        sim_call.state = SimCall.DONE
+        if self._queue:
+            self._serve_next()
+        status = sim_call.status
+        on_done = sim_call.on_done
+        sim_call.on_done = _ended
+        sim_call.on_answer = None
+        sim_call.completion = sim_call.deadline = sim_call.answer = None
+        on_done(status, sim_call.pushback if status is not StatusCode.OK else None)
 
     def _expire(self, sim_call: SimCall) -> None:
         self._leave(sim_call)
@@ -261,6 +271,10 @@ class SimReplica:
         self._busy -= 1
         self._live.pop(sim_call, None)
         sim_call.state = SimCall.DONE
+        self._serve_next()
+
+    def _serve_next(self) -> None:
+        """A place is free: serve the first call still queued."""
         queue = self._queue
         while queue:
             waiting = queue.popleft()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 
 import trio.testing
 from trio._core import _run
@@ -59,6 +59,9 @@ class MockFastForward:
 
     def others_runnable(self) -> bool:
         return bool(_run.GLOBAL_RUN_CONTEXT.runner.runq)
+
+    def run_queue(self) -> Sized:
+        return _run.GLOBAL_RUN_CONTEXT.runner.runq
 
     def jump_to(self, when: float) -> None:
         """Move virtual time forward to `when` (never back)."""
