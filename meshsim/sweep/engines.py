@@ -92,6 +92,7 @@ def _windowed(
     window: int,
     submit: Callable[[Job], F],
     first_done: Callable[[set[F]], Iterable[F]],
+    cancel: Callable[[set[F]], object] | None = None,
 ) -> Runs:
     """Keep `window` runs in flight, handing back each as it finishes (`first_done` waits for at
     least one of the futures, of concurrent.futures or of Dask, which have the same shape)."""
@@ -105,13 +106,19 @@ def _windowed(
                 return
             running.add(submit(job))
 
-    refill()
-    while running:
-        done = list(first_done(running))
-        running.difference_update(done)
-        # Several at once (a batch): hand them back in order, which changes nothing but the progress bar.
-        yield from sorted((future.result() for future in done), key=lambda run: run.index)
+    try:
         refill()
+        while running:
+            done = list(first_done(running))
+            running.difference_update(done)
+            # Several at once (a batch): hand them back in order, which changes nothing but the progress bar.
+            yield from sorted((future.result() for future in done), key=lambda run: run.index)
+            refill()
+    finally:
+        # Only the runs in flight are held (a finished run's future is dropped, and with it a
+        # cluster's copy of its result): those are what a stop cancels.
+        if running and cancel is not None:
+            cancel(running)
 
 
 _ADDRESS = re.compile(r"(tcp|tls)://[^\s/]+:\d{1,5}")
@@ -141,12 +148,9 @@ class DaskCluster:
             self._threads = sum(client.nthreads().values())
             # The scenario's text goes to each worker once, not once per run.
             (shipped,) = client.scatter([source], broadcast=True, hash=False)
-            submitted: list[Any] = []
 
             def submit(job: Job) -> Any:
-                future = client.submit(run_job, shipped, job, pure=False)
-                submitted.append(future)
-                return future
+                return client.submit(run_job, shipped, job, pure=False)
 
             def first_done(running: set[Any]) -> set[Any]:
                 # distributed.wait asks for the current client; this one is not the process's default.
@@ -154,16 +158,14 @@ class DaskCluster:
                     done: set[Any] = distributed.wait(list(running), return_when="FIRST_COMPLETED").done
                 return done
 
-            try:
-                yield from _windowed(
-                    jobs,
-                    wanted,
-                    max(self._threads, 1) * _WINDOW_PER_WORKER,
-                    submit,
-                    first_done,
-                )
-            finally:
-                client.cancel([future for future in submitted if not future.done()])
+            yield from _windowed(
+                jobs,
+                wanted,
+                max(self._threads, 1) * _WINDOW_PER_WORKER,
+                submit,
+                first_done,
+                cancel=lambda running: client.cancel(list(running)),
+            )
         finally:
             client.close()
 
