@@ -275,3 +275,27 @@ def test_a_simulator_failure_exits_3_naming_the_seed(coin: Path, monkeypatch: py
     assert code == 3
     assert "the simulator failed (seed 4): RuntimeError: boom" in err
     assert f"meshsim run {coin} --seed 4 --set balancer.policy=p2c" in err
+
+
+class FakeClient:
+    """What `_check_versions` asks of a Dask client: each worker's answer to a function."""
+
+    def __init__(self, answers: dict[str, str] | Exception) -> None:
+        self._answers = answers
+
+    def run(self, function: Callable[[], str]) -> dict[str, str]:
+        if isinstance(self._answers, Exception):
+            raise self._answers
+        return self._answers
+
+
+def test_a_cluster_must_run_the_same_meshsim() -> None:
+    from meshsim import __version__
+    from meshsim.core.errors import StartupError
+    from meshsim.sweep.engines import _check_versions
+
+    _check_versions(FakeClient({"tcp://10.0.0.1:1": __version__}))  # type: ignore[arg-type]
+    with pytest.raises(StartupError, match=r"Dask worker tcp://10\.0\.0\.2:1 runs meshsim 0\.0\.1, this is "):
+        _check_versions(FakeClient({"tcp://10.0.0.1:1": __version__, "tcp://10.0.0.2:1": "0.0.1"}))  # type: ignore[arg-type]
+    with pytest.raises(StartupError, match="the Dask workers cannot run meshsim"):
+        _check_versions(FakeClient(ModuleNotFoundError("No module named 'meshsim'")))  # type: ignore[arg-type]
