@@ -108,7 +108,8 @@ def sweep(
             app.abort(f"--json {json_path}: cannot write: {error.strerror or error}")
     from meshsim.cli.sweep_view import render
 
-    show.print(render(result, seconds, engine.description), soft_wrap=True)
+    # Not cropped: the reproducing commands run past 80 columns rather than be cut or wrapped.
+    show.print(render(result, seconds, engine.description), crop=False)
     if result.failed:
         raise SystemExit(1)
 

@@ -81,7 +81,8 @@ def _combination(result: SweepResult, combination: CombinationResult) -> list[Re
         line = f"  seed {run.seed}: {names}"
         shown.append(Text(line if len(line) <= _WIDTH else line[: _WIDTH - 1] + "…"))
         # Never wrapped or cut: people copy this line.
-        shown.append(Text(f"    {reproduce(result.path, run.seed, combination.combination)}", no_wrap=True))
+        command = reproduce(result.path, run.seed, combination.combination)
+        shown.append(Text(f"    {command}", no_wrap=True, overflow="ignore"))
     if len(failures) > SHOWN_FAILURES:
         shown.append(Text(f"  and {len(failures) - SHOWN_FAILURES:,} more failing seeds (--json lists them all)"))
     return shown
