@@ -21,12 +21,14 @@ ALLOWED = {
     "tls": {"core"},
     # The web dashboard and the HTML run report: figures from a registry or a report, no server.
     "dashboard": {"core"},
+    # Seed sweeps: simulations on a local pool or a Dask cluster.
+    "sweep": {"core", "sim"},
     "live": {"core", "runtime", "pb", "tls", "dashboard"},
     # The demo replicas (`meshsim serve`): servers, which callers never import.
     "demo": {"core", "live", "pb", "tls"},
     # A scenario played live: real replicas and callers, never the simulator.
     "stage": {"core", "runtime", "live", "pb"},
-    "cli": {"core", "runtime", "sim", "live", "demo", "stage", "tls", "dashboard"},
+    "cli": {"core", "runtime", "sim", "live", "demo", "stage", "tls", "dashboard", "sweep"},
 }
 # Layers that must stay free of grpc, asyncio and the wall clock.
 PURE = {"core", "runtime", "sim", "dashboard"}
