@@ -194,8 +194,11 @@ def test_sigterm_stops_the_run_reports_it_interrupted_and_leaves_no_replica(
             socket.create_connection((host, int(port)), timeout=1).close()
 
 
-# Each played both ways; the verdicts must agree. Two at a time: each takes one core.
+# Each played both ways; the verdicts must agree. Two at a time: each takes one core; failover
+# alone, as its 300 calls a second with a 150 ms p99 bound leave no room for a neighbour on a
+# 2-core machine.
 BOTH_WAYS = ["failover", "retries", "hedging", "circuit_breaker", "outlier_detection"]
+ALONE = {"failover"}
 
 
 def test_shipped_scenarios_give_the_same_verdicts_live_as_simulated(tmp_path: Path) -> None:
@@ -203,7 +206,7 @@ def test_shipped_scenarios_give_the_same_verdicts_live_as_simulated(tmp_path: Pa
     waiting = list(BOTH_WAYS)
     running: dict[str, subprocess.Popen[str]] = {}
     while waiting or running:
-        while waiting and len(running) < 2:
+        while waiting and len(running) < (1 if ALONE & {waiting[0], *running} else 2):
             name = waiting.pop(0)
             json_path = tmp_path / f"{name}.json"
             running[name] = subprocess.Popen(
