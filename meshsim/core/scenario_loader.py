@@ -444,8 +444,14 @@ def _check_target(table: Table, key: str, target: str, services: tuple[ServiceCo
     replicas = {name for s in services for name in s.replica_names}
     names = {s.name for s in services}
     if target not in names and target not in replicas:
-        known = ", ".join(sorted(names)) + "; replicas like " + services[0].replica_name(0)
+        listed = [_as_listed(name) for name in sorted(names)[:8]] + (["..."] if len(names) > 8 else [])
+        known = ", ".join(listed) + "; replicas like " + _as_listed(services[0].replica_name(0))
         table.fail(key, f"no service or replica named {shown(target)} (services: {known})")
+
+
+def _as_listed(name: str) -> str:
+    """A name in a list of names: as it is, unless it could break the line or run on (then quoted)."""
+    return name if name.isprintable() and len(name) <= 40 else shown(name)
 
 
 def _assertion(
