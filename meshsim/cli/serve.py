@@ -77,8 +77,8 @@ def serve(
 
     from meshsim.core.status import StatusCode
     from meshsim.core.units import parse_duration
+    from meshsim.demo.process import serve as run_replicas
     from meshsim.demo.server import Replica, ServeConfig
-    from meshsim.demo.server import serve as run_replicas
     from meshsim.demo.servicer import ServerFaults
     from meshsim.live.admin import check_listen
 

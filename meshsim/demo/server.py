@@ -5,8 +5,8 @@ first (so health checkers and Kubernetes probes stop sending), then the server s
 accepting calls and gives the calls in flight `grace` seconds to finish.
 
 Each replica takes chaos faults (demo/chaos.py) from the process's admin endpoint
-(live/admin.py, which also serves /metrics): a kill stops that one replica's server and
-starts it again on the same port when the fault ends.
+(demo/process.py): a kill stops that one replica's server and starts it again on the
+same port when the fault ends.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
 import grpc
-import hypercorn.asyncio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -29,10 +27,8 @@ from meshsim.core.chaos import ChaosFault
 from meshsim.core.errors import StartupError
 from meshsim.core.status import HealthStatus
 from meshsim.demo import chaos
-from meshsim.demo.admin import ServeAdmin
 from meshsim.demo.metrics import ServerMetrics
 from meshsim.demo.servicer import MeshServicer, ServerFaults
-from meshsim.live.admin import AdminApp, check_listen, http_config
 from meshsim.live.security import ServerCertificates
 from meshsim.live.status import health_to_grpc
 from meshsim.live.tracing import ServerTracing, Tracing
@@ -308,54 +304,3 @@ async def start_replicas(
 
 async def stop_replicas(replicas: Sequence[Replica], grace: float) -> None:
     await asyncio.gather(*(replica.stop(grace) for replica in replicas))
-
-
-async def serve(
-    config: ServeConfig, announce: Callable[[Replica], None], announce_admin: Callable[[str], None] | None = None
-) -> None:
-    """Run replicas (and their admin endpoint) until SIGINT or SIGTERM, then shut them down gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    metrics = None if config.metrics_listen is None else ServerMetrics()
-    serving_admin = None
-    try:
-        http = None
-        if config.metrics_listen is not None:
-            check_listen(config.metrics_listen, config.admin_token, "the admin endpoint")
-            try:  # bound before the replicas start: a port in use is an error before anything runs
-                http, address = http_config(config.metrics_listen)
-            except OSError as error:
-                where = config.metrics_listen
-                raise ServeError(f"cannot serve the admin endpoint on {where}: {error.strerror}") from None
-        tracing = Tracing.from_environment(config.name)
-        replicas = await start_replicas(config, metrics, tracing)
-        try:
-            for replica in replicas:
-                announce(replica)
-            logger.info(
-                f"{len(replicas)} replica{'s' if len(replicas) != 1 else ''} of {config.name} serving "
-                f"on {', '.join(r.address for r in replicas)}; tracing {'on' if tracing else 'off'}",
-                extra={
-                    "fields": {"event": "started", "replicas": {r.name: r.address for r in replicas}},
-                    "on_stdout": True,
-                },
-            )
-            if http is not None and metrics is not None:
-                admin = AdminApp(ServeAdmin(config, replicas, metrics.registry), config.admin_token)
-                serving_admin = asyncio.create_task(hypercorn.asyncio.serve(admin, http, shutdown_trigger=stop.wait))
-                if announce_admin is not None:
-                    announce_admin(address)
-            await stop.wait()
-        finally:
-            await stop_replicas(replicas, config.grace)
-            if tracing is not None:
-                tracing.shutdown()
-            logger.info(f"replicas of {config.name} stopped", extra={"fields": {"event": "stopped"}, "on_stdout": True})
-    finally:
-        stop.set()
-        if serving_admin is not None:
-            await serving_admin
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

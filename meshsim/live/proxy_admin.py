@@ -7,7 +7,8 @@ flight to it, its weight and whether its connection is up.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import grpc
@@ -16,13 +17,24 @@ import prometheus_client
 from meshsim.core.chaos import FaultBoard
 
 if TYPE_CHECKING:
-    from meshsim.live.proxy import Proxy
+    from meshsim.live.config import ProxyConfig
+    from meshsim.live.upstream import Upstream
+
+
+class Proxied(Protocol):
+    """What the admin endpoint reads of the proxy it serves (live/proxy.py's Proxy)."""
+
+    config: ProxyConfig
+    listening: bool
+
+    @property
+    def upstreams(self) -> Sequence[Upstream]: ...
 
 
 class ProxyAdmin:
     """The admin source of one proxy (live/admin.py's AdminSource)."""
 
-    def __init__(self, proxy: Proxy, registry: prometheus_client.CollectorRegistry, board: FaultBoard) -> None:
+    def __init__(self, proxy: Proxied, registry: prometheus_client.CollectorRegistry, board: FaultBoard) -> None:
         self._proxy = proxy
         self.registry = registry
         self.board = board

@@ -28,7 +28,6 @@ from meshsim.live.status import attempt_status, health_from_grpc, pushback_of
 from meshsim.runtime.transport import AttemptHandle, EndpointGone, OnAnswer, OnDone, WatchUnsupported
 
 if TYPE_CHECKING:
-    from meshsim.live.fault_filter import FaultFilter
     from meshsim.live.tracing import CallTrace
 
 
@@ -105,6 +104,25 @@ async def _with_metadata(call: Any, attempt: LiveAttempt) -> object:
     return response
 
 
+class AttemptFaults(Protocol):
+    """Chaos faults on single endpoints, as a proxy holds them (live/fault_filter.py)."""
+
+    def on_attempt(self, endpoint: str, method: str, metadata: Any) -> Any:
+        """What the faults do to an attempt of `method` on `endpoint` (None: nothing)."""
+        ...
+
+    def faulted_attempt(
+        self,
+        fault: Any,
+        deadline_at: float | None,
+        send: Callable[[float | None, OnDone], AttemptHandle],
+        on_done: OnDone,
+        home: Home,
+    ) -> AttemptHandle:
+        """The attempt under `fault`, sent (when it is) by `send`."""
+        ...
+
+
 class LiveAttempt:
     """The handle of one live attempt: cancel it, or read its response once it ended OK."""
 
@@ -145,7 +163,7 @@ class LiveTransport:
         self._cut: set[str] = set()
         self._watches: dict[str, set[grpc.aio.UnaryStreamCall]] = {}
         # Chaos faults on single endpoints (a proxy's): attempts delayed or failed in the replica's place.
-        self.faults: FaultFilter | None = None
+        self.faults: AttemptFaults | None = None
 
     def open(self, endpoint: str) -> None:
         if endpoint not in self.channels:
