@@ -280,3 +280,15 @@ def test_a_replica_that_cannot_start_again_after_a_kill_says_so(write_scenario: 
             await replica.close()
 
     asyncio.run(main())
+
+
+def test_a_rate_schedule_is_played_live_as_simulated(tmp_path: Path, write_scenario: Callable[[str], Path]) -> None:
+    path = write_scenario(
+        SHORT.replace('duration = "1s"', 'duration = "2s"').replace("rate = 20", 'rates = [10, 60]\nrate_step = "1s"')
+    )
+    command = [*MESHSIM_RUN, str(path), "--both", "-q", "--json", str(tmp_path / "out.json")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in result.stderr
+    simulated = json.loads((tmp_path / "out.sim.json").read_text())["totals"]["requests"]
+    played = json.loads((tmp_path / "out.live.json").read_text())["totals"]["requests"]
+    assert played == simulated  # the same planned arrivals: 10 a second, then 60

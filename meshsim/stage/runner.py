@@ -32,6 +32,7 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.upstream import Upstream
 from meshsim.runtime.actor import Background, Supervisor
+from meshsim.runtime.arrivals import load_client
 from meshsim.runtime.channel import MeshChannel
 from meshsim.runtime.faults import FaultInjector
 from meshsim.runtime.load import LoadClient
@@ -189,7 +190,7 @@ async def _play(
                 channel = await upstream.start(supervisor, timers)
                 channels.append(channel)
                 stop = config.stop if config.stop is not None else scenario.duration
-                loads.append(LoadClient(config, LiveCalls(channel, nursery), timers, upstream.streams, stop))
+                loads.append(load_client(config, LiveCalls(channel, nursery), timers, upstream.streams, stop))
 
             def cut(replica: str, clients: frozenset[str]) -> None:
                 for client, upstream in upstreams.items():
