@@ -36,9 +36,10 @@ typecheck:
 bench-tools:
     benchmarks/install-tools
 
-# Run the benchmarks (simulator against SimPy, GrpcClient against a bare stub, the proxy against direct and nginx); figures go in docs/benchmarks.md
+# Run the benchmarks (simulator against SimPy, the simulator from 10 to 10,000 replicas, GrpcClient against a bare stub, the proxy against direct and nginx); figures go in docs/benchmarks.md
 bench: bench-tools
     {{python}} benchmarks/sim_throughput.py
+    {{python}} benchmarks/sim_scale.py
     {{python}} benchmarks/client_overhead.py
     {{python}} benchmarks/proxy_h2load.py
 
