@@ -42,6 +42,7 @@ BIG_CALLS = 1_000_000
 BIG_REPLICAS = 1_000
 BIG_SECONDS = 30.0
 BIG_RSS_MIB = 1024.0
+PROBE_REPLICAS = 1_000
 
 
 def scenario_toml(replicas: int, policy: str, calls: int, seed: int, health: bool = True) -> str:
@@ -189,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = [int(n) for n in args.sizes.split(",")]
         policies = [p for p in args.policies.split(",") if p]
         lines += table(sizes, policies, args.calls or 20_000, args.seed)
-    if not args.only_big:
+    if not args.only_big and max(int(n) for n in args.sizes.split(",")) >= PROBE_REPLICAS:
+        # Below thousands of replicas a call's worth of time holds too few probes to measure one.
         lines += ["", *probe_cost(max(int(n) for n in args.sizes.split(",")), args.calls or 20_000, args.seed)]
     if not args.no_big:
         lines += [

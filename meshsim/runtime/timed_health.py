@@ -145,9 +145,9 @@ class TimedHealthChecker:
         if self._stopped:
             return
         self._heard = self._timers.now()
+        # The stream never ends from inside watch(), so the silence check always follows it.
         self._stream = self._transport.watch(self.endpoint, self.service, self._pushed, self._broke)
-        if self._stream is not None and not self._stopped and self._next is None:
-            self._after(self.next_wait(), self._silence_check)
+        self._after(self.next_wait(), self._silence_check)
 
     def _pushed(self, status: HealthStatus) -> None:
         self._heard = self._timers.now()
