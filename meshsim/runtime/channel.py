@@ -607,13 +607,10 @@ class CallRun:
             self._deadline_timer = timers.call_at(self.deadline_at, self._deadline_passed)
 
         def resume() -> None:
-            # Called by the balancer, wherever it runs: back onto the call path's own timers. When it
-            # runs on them already (a simulated health verdict is a timer), the pick goes now, with
-            # the picker just published, as a gRPC channel re-picks its queued calls at once.
-            if getattr(timers, "firing", False):
-                self._resume(kind)
-            else:
-                timers.call_at(timers.now(), self._resume, kind)
+            # Called by the balancer, wherever it runs: back onto the call path's own timers. In the
+            # simulator that is after every verdict due at this instant, so a cluster whose replicas
+            # pass their first checks together takes its waiting calls with all of them in.
+            timers.call_at(timers.now(), self._resume, kind)
 
         self._waiting_for_picker = True
         channel.balancer.wait_for_picker(resume)

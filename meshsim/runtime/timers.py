@@ -88,11 +88,6 @@ class TimerQueue:
         firing = self._firing
         return firing if firing is not None else trio.current_time()
 
-    @property
-    def firing(self) -> bool:
-        """Whether a callback of this queue is running (so code on its timers may act at once)."""
-        return self._firing is not None
-
     def __len__(self) -> int:
         return len(self._heap)
 
