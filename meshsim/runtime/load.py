@@ -49,14 +49,15 @@ class CallFactory:
             )
             for pattern in Pattern
         }
+        self._mix_templates = [self._templates[pattern] for pattern in self._patterns]
 
     def next_call(self) -> CallSpec:
+        # Templates by position in the mix, not by Pattern: an enum's hash is a Python call.
         if len(self._patterns) == 1:
-            pattern = self._patterns[0]
+            template = self._mix_templates[0]
         else:
             point = self._mix.random() * self._pattern_weights[-1]
-            pattern = self._patterns[bisect.bisect_right(self._pattern_weights, point)]
-        template = self._templates[pattern]
+            template = self._mix_templates[bisect.bisect_right(self._pattern_weights, point)]
         if not self._keys:
             return template
         rng = self._key_rng
