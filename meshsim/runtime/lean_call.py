@@ -72,7 +72,7 @@ class LeanCall:
         now = channel.timers.now()
         try:
             # channel.attempt_ended for an attempt without a breaker, inline: this runs once a call.
-            direct = channel.observer.direct(AttemptFinished)
+            direct = channel.observer.directs.get(AttemptFinished)
             if direct is not None:
                 direct(channel.client, channel.service, endpoint.name, AttemptKind.FIRST, status, self.started, now)
             else:
@@ -90,7 +90,8 @@ class LeanCall:
                 self._end(StatusCode.INTERNAL, now, None)
             return
         if not self.done:
-            self._end(status, now, endpoint)
+            self.done = True
+            self._close(status, now, endpoint)
 
     def finish(self, status: StatusCode, cancel_with: StatusCode = StatusCode.CANCELLED) -> None:
         """End the call now with `status` (the channel aborting it); its attempt ends `cancel_with`."""
@@ -115,7 +116,7 @@ class LeanCall:
         endpoint = None if decider is None else decider.name
         try:
             # Its only listener, when that is the recorder, takes the fields: no event is built.
-            direct = channel.observer.direct(RequestFinished)
+            direct = channel.observer.directs.get(RequestFinished)
             if direct is not None:
                 direct(channel.client, channel.service, endpoint, status, self.started, now, call.key, 1)
             else:

@@ -17,12 +17,13 @@ E = TypeVar("E")
 class Observer:
     def __init__(self) -> None:
         self._listeners: dict[type, list[Callable[[Any], None]]] = {}
-        # event type -> its one listener's form that takes the event's fields, while it is the only one.
-        self._direct: dict[type, Callable[..., None]] = {}
+        # event type -> its one listener's form that takes the event's fields, while it is the only
+        # one. Producers on a hot path may read it directly (`directs.get(...)`), without `direct()`.
+        self.directs: dict[type, Callable[..., None]] = {}
 
     def subscribe(self, event_type: type[E], listener: Callable[[E], None]) -> None:
         self._listeners.setdefault(event_type, []).append(listener)
-        self._direct.pop(event_type, None)
+        self.directs.pop(event_type, None)
 
     def subscribe_direct(self, event_type: type[E], listener: Callable[[E], None], fields: Callable[..., None]) -> None:
         """Subscribe `listener`, which also comes as `fields(*the event's fields)`: while it is the only
@@ -30,13 +31,13 @@ class Observer:
         listeners = self._listeners.setdefault(event_type, [])
         listeners.append(listener)
         if len(listeners) == 1:
-            self._direct[event_type] = fields
+            self.directs[event_type] = fields
         else:
-            self._direct.pop(event_type, None)
+            self.directs.pop(event_type, None)
 
     def direct(self, event_type: type) -> Callable[..., None] | None:
         """The only listener's fields form, or None (no listener, several, or one without it)."""
-        return self._direct.get(event_type)
+        return self.directs.get(event_type)
 
     def emit(self, event: object) -> None:
         for listener in self._listeners.get(type(event), ()):

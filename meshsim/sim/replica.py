@@ -170,6 +170,8 @@ class SimReplica:
         if self.blackholed:
             sim_call.state = SimCall.HELD
             self._held.append(sim_call)
+        elif self._capacity is None:
+            self._serve(sim_call)  # _admit's first case, without its frame: no capacity, no queue
         else:
             self._admit(sim_call)
         return sim_call
