@@ -100,6 +100,7 @@ class SimReplica:
         self._queue_limit = service.queue_limit
         self._latency = service.latency
         self._message_latency = service.message_latency
+        self._error_model = bool(service.error_mix)
         self._busy = 0
         self._queue: collections.deque[SimCall] = collections.deque()
         self._queued = 0
@@ -200,7 +201,8 @@ class SimReplica:
                 seconds += sample(rng)
         seconds = seconds * self._multiply + self._add
         service = self.service
-        injected = service.injected_error(rng)
+        # A replica without an error model draws nothing for one (injected_error would return None).
+        injected = service.injected_error(rng) if self._error_model else None
         if injected is not None:
             sim_call.status = injected
             sim_call.pushback = service.error_pushback_ms
