@@ -39,6 +39,7 @@ from meshsim.core.status import StatusCode
 from meshsim.live import bridge
 from meshsim.live.config import ALGORITHMS, Discovery, weights_problem
 from meshsim.live.event_log import log_mesh_events
+from meshsim.live.recording import keep_flushing
 from meshsim.live.security import ROTATION_DRAIN, ClientCertificates
 from meshsim.live.status import status_of
 from meshsim.live.streams import RequestReplay, StreamAttempt, StreamInvocation, Unanswered
@@ -173,6 +174,8 @@ class GrpcClient:
         self._transport = upstream.transport
         nursery = await self._background.open()
         try:
+            if self._recorder is not None:
+                nursery.start_soon(keep_flushing, self._recorder)  # a caller's own recorder is theirs
             supervisor = Supervisor(nursery, self.observer)
             timers = TimerQueue()
             supervisor.start(timers)

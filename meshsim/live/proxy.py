@@ -51,6 +51,7 @@ from meshsim.live.event_log import AccessLog, log_mesh_events
 from meshsim.live.fault_filter import FaultFilter
 from meshsim.live.metrics import MeshMetrics
 from meshsim.live.proxy_admin import ProxyAdmin
+from meshsim.live.recording import keep_flushing
 from meshsim.live.security import ClientCertificates, ServerCertificates
 from meshsim.live.status import PUSHBACK_KEY, from_grpc, serving_to_grpc, status_of, to_grpc
 from meshsim.live.streams import RequestReplay, StreamInvocation, Unanswered, unanswered_details
@@ -259,6 +260,8 @@ class Proxy:
         supervisor = Supervisor(nursery, self.observer)
         for upstream in self._upstreams:
             await upstream.start(supervisor)
+        if self.recorder is not None:
+            nursery.start_soon(keep_flushing, self.recorder)
         self.faults = FaultFilter(self._upstreams, self._upstreams[0].streams("chaos"))
         for upstream in self._upstreams:
             upstream.transport.faults = self.faults
