@@ -97,7 +97,7 @@ def test_the_scenario_gives_each_replica_what_it_was_measured_with(one_slow: Pat
     scenario = parse_scenario(derivation.text, Path("derived.toml"))
     (service,) = scenario.services
     assert service.name == "api" and service.replicas == 3
-    assert derivation.replicas == (("api/0", "api/0"), ("api/1", "api/1"), ("api/2", "api/2"))
+    assert derivation.replicas == (("api/0", "api/0", "api"), ("api/1", "api/1", "api"), ("api/2", "api/2", "api"))
     slow = service.behaviour(1)
     assert 2.0 <= slow.latency.expected <= 2.05
     assert service.behaviour(0).latency.expected == pytest.approx(0.002 * math.exp(0.08), rel=0.1)
@@ -161,7 +161,7 @@ def test_deadlines_patterns_retries_and_unrouted_calls(tmp_path: Path) -> None:
     assert client.deadline == 0.25
     assert dict(client.mix) == {Pattern.UNARY: 124.0, Pattern.BIDI: 30.0} and client.messages == 1
     # Natural order: .1 before .10, whatever the text order says.
-    assert [r for _, r in derivation.replicas] == ["10.0.0.1:80", "10.0.0.10:80"]
+    assert [r for _, r, _ in derivation.replicas] == ["10.0.0.1:80", "10.0.0.10:80"]
     assert derivation.notes == (
         "batch: 9 calls ran out of time: replayed with a deadline of 250ms, their median duration",
         "5 calls (3.2%) reached no replica; in the replay the balancer decides where every call goes",
@@ -418,4 +418,34 @@ def test_services_of_one_short_name_stay_apart(tmp_path: Path) -> None:
         for event in events:
             recorder.record(event)
     derivation = derive(read_call_log(path))
-    assert [name for name, _ in derivation.replicas] == ["Cart/0", "Cart/1", "Cart-2/0"]
+    assert [name for name, _, _ in derivation.replicas] == ["Cart/0", "Cart/1", "Cart-2/0"]
+
+
+def test_services_served_at_the_same_addresses_are_credited_apart(tmp_path: Path) -> None:
+    """One process serving two services (as most do): each service's calls count for its own
+    replicas, not for the other's at the same address."""
+    addresses = ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]
+    path = tmp_path / "calls.rec"
+    with CallRecorder.open(path) as recorder:
+        for n in range(600):
+            service = "pkg.Alpha" if n % 2 else "pkg.Beta"
+            start = n * 0.01
+            recorder.record(
+                RequestFinished("c", service, addresses[n % 3], Pattern.UNARY, StatusCode.OK, start, start + 0.002)
+            )
+    log = read_call_log(path)
+    derivation = derive(log)
+    assert [(name, service) for name, _, service in derivation.replicas] == [
+        *((f"Alpha/{n}", "pkg.Alpha") for n in range(3)),
+        *((f"Beta/{n}", "pkg.Beta") for n in range(3)),
+    ]
+    recorded = recorded_figures(log, derivation)
+    assert recorded.shares == pytest.approx([1 / 6] * 6)
+    assert recorded.unrouted == 0
+    code, out, _ = invoke("replay", str(path), "--policy", "round_robin", "--json", "-")
+    assert code == 0
+    document = json.loads(out)
+    assert document["recorded"]["share"] == pytest.approx(
+        {f"{s}/{n}": 1 / 6 for s in ("Alpha", "Beta") for n in range(3)}, abs=1e-6
+    )
+    assert document["scenario"]["replicas"]["Beta/2"] == "127.0.0.1:5003"

@@ -117,7 +117,7 @@ def replay(
         except OSError as error:
             raise ConfigError(f"{emit_path}: cannot write the scenario: {error.strerror or error}") from None
 
-    replicas = [name for name, _ in derivation.replicas]
+    replicas = [name for name, _, _ in derivation.replicas]
     show = app.errors if "-" in (emit_path, json_path) else app.console
     jobs = min(jobs or os.cpu_count() or 1, len(policies))
     spinner = show.status(f"simulating {len(policies)} policies", spinner="dots") if show.is_terminal else _Quiet()
@@ -187,7 +187,7 @@ def _document(
 ) -> dict[str, Any]:
     from meshsim.core.replay import REPLAY_SCHEMA
 
-    replicas = [name for name, _ in derivation.replicas]
+    replicas = [name for name, _, _ in derivation.replicas]
     return {
         "schema": REPLAY_SCHEMA,
         "recording": {
@@ -203,7 +203,7 @@ def _document(
         "scenario": {
             "seed": seed,
             "rate_step_s": derivation.step,
-            "replicas": dict(derivation.replicas),
+            "replicas": {name: recorded for name, recorded, _ in derivation.replicas},
         },
         "notes": list(derivation.notes),
         "recorded": recorded.to_dict(replicas),
@@ -239,7 +239,7 @@ def render(
     summary = Text(
         f"{derivation.calls:,} calls over {derivation.span:.1f} s  ·  seed {seed}  ·  replayed in {took:.1f} s"
     )
-    named = [f"{name} = {recorded}" for name, recorded in derivation.replicas]
+    named = [f"{name} = {recorded}" for name, recorded, _ in derivation.replicas]
     if len(named) > NAMED_REPLICAS:
         named[NAMED_REPLICAS:] = [f"and {len(named) - NAMED_REPLICAS} more (--json names them all)"]
     replicas = Text("replicas: " + ", ".join(named), style="dim")
@@ -260,7 +260,7 @@ def render(
             style=style,
         )
     parts: list[RenderableType] = [header, summary, replicas, figures]
-    names = [name for name, _ in derivation.replicas]
+    names = [name for name, _, _ in derivation.replicas]
     for first in range(0, len(names), SHARE_COLUMNS):
         chunk = names[first : first + SHARE_COLUMNS]
         shares = Table(show_edge=False, title="Share of the calls each replica answered", title_justify="left")

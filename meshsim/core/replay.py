@@ -60,7 +60,9 @@ class Derivation:
     """The derived scenario's text, and what a reader of the comparison needs to know about it."""
 
     text: str
-    replicas: tuple[tuple[str, str], ...]  # (scenario replica, recorded endpoint), in scenario order
+    # (scenario replica, recorded endpoint, recorded service), in scenario order: one process often
+    # serves several services, so an endpoint alone does not say which replica a call reached.
+    replicas: tuple[tuple[str, str, str], ...]
     calls: int
     span: float  # seconds from the first call's start to the last's
     step: float
@@ -130,16 +132,20 @@ def figures(
 
 def recorded_figures(log: CallLog, derivation: Derivation) -> Figures:
     """The recording's own figures, over the calls the scenario replays (its services' calls)."""
-    numbers = {recorded: index for index, (_, recorded) in enumerate(derivation.replicas)}
+    numbers = {(service, endpoint): index for index, (_, endpoint, service) in enumerate(derivation.replicas)}
     services = _replayed_services(log)
     keep = [i for i in range(len(log)) if log.service[i] in services]
-    replica_of = [-1, *(numbers.get(name, -1) for name in log.endpoints)]
     return figures(
         "recorded",
         [log.duration[i] / 1e6 for i in keep],
         [log.status[i] for i in keep],
         [log.attempts[i] for i in keep],
-        [replica_of[log.endpoint[i]] for i in keep],
+        [
+            numbers.get((log.services[log.service[i]], log.endpoints[log.endpoint[i] - 1]), -1)
+            if log.endpoint[i]
+            else -1
+            for i in keep
+        ],
         len(derivation.replicas),
     )
 
@@ -317,7 +323,7 @@ def derive(
         ),
     ]
     body: list[str] = []
-    replicas: list[tuple[str, str]] = []
+    replicas: list[tuple[str, str, str]] = []
     taken: set[str] = set()
     service_names: dict[int, str] = {}
     for service in services:
@@ -348,7 +354,7 @@ def derive(
         for index, endpoint in enumerate(ordered):
             recorded = log.endpoints[endpoint - 1]
             replica = f"{service_name}/{index}"
-            replicas.append((replica, recorded))
+            replicas.append((replica, recorded, log.services[service]))
             samples = clean[index] or every[index] or [0]
             body += [
                 "",
