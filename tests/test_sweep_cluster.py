@@ -4,11 +4,14 @@ workers on loopback, each giving the same bytes of JSON as one worker in this pr
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,54 @@ def test_an_unreachable_scheduler_is_a_startup_error(coin: Path) -> None:
     engine = DaskCluster("tcp://127.0.0.1:1", connect_timeout=1.0)
     with pytest.raises(StartupError, match=r"--cluster tcp://127\.0\.0\.1:1: cannot reach the Dask scheduler"):
         next(engine.outcomes(ScenarioSource(str(coin), COIN), [], lambda index: True))
+
+
+# Long enough that no run finishes while a test looks at its workers (it stops them first).
+ENDLESS = COIN.replace('duration = "2s"', 'duration = "100000s"')
+
+
+def kill_a_worker_when_they_run(how: Callable[[list[multiprocessing.process.BaseProcess]], None]) -> threading.Thread:
+    """A thread that waits for the pool's worker processes to start their runs, then does `how`."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while len(multiprocessing.active_children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # past the spawned interpreters' start-up, into the runs
+        how(multiprocessing.active_children())
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_killed_worker_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    path = tmp_path / "endless.toml"
+    path.write_text(ENDLESS, encoding="utf-8")
+    watcher = kill_a_worker_when_they_run(lambda children: os.kill(children[0].pid or 0, signal.SIGKILL))
+    started_at = time.monotonic()
+    code, _, err = invoke("sweep", str(path), "--seeds", "1-4", "--workers", "2")
+    watcher.join()
+    assert code == 3
+    assert err.startswith("error: a worker process died during the sweep")
+    assert len(err.strip().splitlines()) == 1
+    assert time.monotonic() - started_at < 30
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_stops_the_running_runs_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "endless.toml"
+    path.write_text(ENDLESS, encoding="utf-8")
+    main_thread = threading.main_thread().ident or 0
+    interrupted_at: list[float] = []
+
+    def interrupt(children: object) -> None:
+        interrupted_at.append(time.monotonic())
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    watcher = kill_a_worker_when_they_run(interrupt)
+    code, _, err = invoke("sweep", str(path), "--seeds", "1-8", "--workers", "2")
+    watcher.join()
+    assert (code, err.strip()) == (130, "error: interrupted")
+    assert time.monotonic() - interrupted_at[0] < 5  # not the runs' hours
+    assert multiprocessing.active_children() == []

@@ -137,6 +137,7 @@ def _run(
 ) -> tuple[SweepResult, float]:
     from meshsim.cli.sweep_view import SweepProgress
     from meshsim.sweep.driver import SweepCrashed, run_sweep
+    from meshsim.sweep.engines import EngineFailed
 
     progress = SweepProgress(show, len(seeds) * len(expanded)) if show.is_terminal else None
     started = time.perf_counter()
@@ -151,6 +152,8 @@ def _run(
             f"meshsim, please report it with the scenario file; reproduce with: {command}",
             3,
         )
+    except EngineFailed as failure:
+        app.abort(str(failure), failure.code)
     except KeyboardInterrupt:
         app.abort("interrupted", 130)
     finally:

@@ -13,7 +13,7 @@ import os
 import re
 import signal
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from meshsim import __version__
@@ -37,6 +37,15 @@ Wanted = Callable[[int], bool]
 """Whether the run at an index still counts (with --until-fail, none after a known failure)."""
 
 _WINDOW_PER_WORKER = 4  # runs in flight per worker: enough that none waits for its next run
+
+
+class EngineFailed(Exception):
+    """The engine itself failed, not a run: a worker process died (exit 3, meshsim's own failure) or
+    the cluster could no longer be reached (exit 2)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Engine(Protocol):
@@ -69,6 +78,7 @@ class LocalPool:
         # Spawned, not forked: the progress bar's thread must not be copied mid-write.
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_ignore_interrupts)
+        finished = False
         try:
             yield from _windowed(
                 jobs,
@@ -77,8 +87,30 @@ class LocalPool:
                 lambda job: pool.submit(run_job, source, job),
                 lambda running: wait(running, return_when=FIRST_COMPLETED).done,
             )
+            finished = True
+        except BrokenExecutor as error:
+            raise EngineFailed(
+                f"a worker process died during the sweep (killed, or out of memory?): {error}", 3
+            ) from None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if finished:
+                pool.shutdown(wait=True)
+            else:
+                _stop_now(pool)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Drop the runs queued and running (an early stop, Ctrl-C, a dead worker): a run is pure
+    computation, so its worker is terminated rather than waited for. The executor has no public way
+    to terminate its processes (shutdown(cancel_futures=True) still waits for the running runs and
+    for those already handed to a worker), hence its private `_processes`."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(5)
 
 
 def _ignore_interrupts() -> None:
@@ -164,8 +196,17 @@ class DaskCluster:
                 max(self._threads, 1) * _WINDOW_PER_WORKER,
                 submit,
                 first_done,
+                # Not waited for: cancel only asks the scheduler to drop the runs in flight.
                 cancel=lambda running: client.cancel(list(running)),
             )
+        except distributed.KilledWorker as error:
+            # Dask gives up on a run after its workers died running it a few times: the run kills them.
+            raise EngineFailed(f"--cluster {self.address}: a run kept killing the Dask workers: {error}", 3) from None
+        except (OSError, TimeoutError) as error:  # CommClosedError is an OSError
+            raise EngineFailed(
+                f"--cluster {self.address}: lost the Dask scheduler during the sweep: {type(error).__name__}: {error}",
+                2,
+            ) from None
         finally:
             client.close()
 
