@@ -3,11 +3,13 @@ seed) order whatever order they finish in, and the summary, JSON and exit codes 
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -15,7 +17,7 @@ from meshsim.cli import main
 from meshsim.core.overrides import Assignment, parse_set
 from meshsim.core.sweep import Collector, Combination, RunFigures, Spread, combinations, parse_seeds, reproduce
 from meshsim.sweep import job as job_module
-from meshsim.sweep.driver import run_sweep
+from meshsim.sweep.driver import SweepCrashed, run_sweep
 from meshsim.sweep.engines import LocalPool, Runs, Wanted
 from meshsim.sweep.job import Job, ScenarioSource, run_job
 
@@ -164,6 +166,58 @@ def test_the_result_does_not_depend_on_the_order_runs_finish_in(coin: Path, unti
     assert len(set(results)) == 1
     document = json.loads(results[0])
     assert document["stopped_early"] == until_fail
+
+
+class Delivered:
+    """An engine that hands back the runs given, in the order given, as workers finishing in that order would."""
+
+    description = "delivered"
+
+    def __init__(self, runs: Sequence[RunFigures]) -> None:
+        self._runs = runs
+        self.handed = 0
+
+    def outcomes(self, source: ScenarioSource, jobs: Sequence[Job], wanted: Wanted) -> Runs:
+        for run in self._runs:
+            self.handed += 1
+            yield run
+
+
+def crashed(index: int) -> RunFigures:
+    return attrs.evolve(figures(index), error="ZeroDivisionError: boom")
+
+
+def outcome(runs: Sequence[RunFigures], until_fail: bool) -> str:
+    """What the sweep of seeds 0-3 ends with: the crash it reports, or the seeds that failed."""
+    try:
+        result = run_sweep(
+            ScenarioSource("a.toml", ""), "a", (0, 1, 2, 3), (Combination(),), Delivered(runs), until_fail
+        )
+    except SweepCrashed as crash:
+        return f"crash {crash.run.seed}"
+    return f"failed {[run.seed for c in result.combinations for run in c.failures]}"
+
+
+@pytest.mark.parametrize("until_fail", [False, True])
+def test_a_crash_is_reported_in_order_whatever_order_the_runs_finish_in(until_fail: bool) -> None:
+    runs = [figures(0), crashed(1), figures(2), crashed(3)]
+    outcomes = {outcome([runs[i] for i in order], until_fail) for order in itertools.permutations(range(4))}
+    assert outcomes == {"crash 1"}
+
+
+def test_with_until_fail_an_earlier_failure_wins_over_a_later_crash() -> None:
+    runs = [figures(0), figures(1, passed=False), figures(2), crashed(3)]
+    outcomes = {outcome([runs[i] for i in order], True) for order in itertools.permutations(range(4))}
+    assert outcomes == {"failed [1]"}
+    # Without --until-fail the sweep runs on past the failure, and the crash is still a crash.
+    assert {outcome([runs[i] for i in order], False) for order in itertools.permutations(range(4))} == {"crash 3"}
+
+
+def test_a_crash_waits_for_the_runs_before_it() -> None:
+    engine = Delivered([crashed(2), figures(3), figures(0), figures(1)])
+    with pytest.raises(SweepCrashed):
+        run_sweep(ScenarioSource("a.toml", ""), "a", (0, 1, 2, 3), (Combination(),), engine)
+    assert engine.handed == 4  # run 3 is dropped, but 0 and 1 (after it) were waited for
 
 
 def test_sweep_prints_the_failing_seeds_their_commands_and_the_spread(

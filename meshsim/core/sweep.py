@@ -257,7 +257,11 @@ def _ranges(seeds: Sequence[int]) -> str:
 
 class Collector:
     """Gathers runs as they finish, in any order, into (combination, seed) order; with `until_fail`,
-    done once every run before the first failure in that order is in, and keeps only those."""
+    done once every run before the first failure in that order is in, and keeps only those.
+
+    A run the simulator crashed on ends the sweep too, but in order as well: it is `crashed` only
+    once every run before it is in (and, with `until_fail`, only if no earlier run failed), so
+    which run is reported does not depend on which finished first."""
 
     def __init__(self, seeds: tuple[int, ...], combinations: tuple[Combination, ...], until_fail: bool) -> None:
         self._seeds = seeds
@@ -265,6 +269,7 @@ class Collector:
         self._until_fail = until_fail
         self._runs: dict[int, RunFigures] = {}
         self._first_failure = len(seeds) * len(combinations)
+        self._first_crash = self._first_failure
         self._in_order = 0  # runs 0 .. _in_order - 1 are all in
 
     @property
@@ -275,13 +280,22 @@ class Collector:
         self._runs[run.index] = run
         if self._until_fail and not run.passed:
             self._first_failure = min(self._first_failure, run.index)
+        if run.error is not None:
+            self._first_crash = min(self._first_crash, run.index)
         while self._in_order in self._runs:
             self._in_order += 1
 
     @property
     def needed(self) -> int:
-        """How many runs the result is made of (all of them, or up to the first failure)."""
-        return min(self.total, self._first_failure + 1)
+        """How many runs the result is made of (all of them, or up to the first failure or crash)."""
+        return min(self.total, self._first_failure + 1, self._first_crash + 1)
+
+    @property
+    def crashed(self) -> RunFigures | None:
+        """The first run in order that the simulator crashed on, once every run before it is in."""
+        if self.done and self._first_crash < self.needed:
+            return self._runs[self._first_crash]
+        return None
 
     @property
     def done(self) -> bool:

@@ -53,14 +53,17 @@ def run_sweep(
     received = 0
     with contextlib.closing(engine.outcomes(source, jobs, collector.wanted)) as outcomes:
         for run in outcomes:
-            if run.error is not None:
-                raise SweepCrashed(run, combinations[run.index // len(seeds)])
             if not collector.wanted(run.index):
-                continue  # finished after a failure that comes before it: --until-fail drops it
+                continue  # finished after a failure or crash that comes before it: dropped
             collector.add(run)
             received += 1
             if progress is not None:
                 progress(run, received, collector.needed)
             if collector.done:
                 break
+    # Reported in order, as failures are: the first crash, once every run before it is in, whatever
+    # the number of workers (and not at all when --until-fail met a failing run before it).
+    crashed = collector.crashed
+    if crashed is not None:
+        raise SweepCrashed(crashed, combinations[crashed.index // len(seeds)])
     return collector.result(source.path, name)
