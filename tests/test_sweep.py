@@ -3,9 +3,11 @@ seed) order whatever order they finish in, and the summary, JSON and exit codes 
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import random
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from click.testing import CliRunner
 from meshsim.cli import main
 from meshsim.core.overrides import Assignment, parse_set
 from meshsim.core.sweep import Collector, Combination, RunFigures, Spread, combinations, parse_seeds, reproduce
+from meshsim.sweep import driver
 from meshsim.sweep import job as job_module
 from meshsim.sweep.driver import SweepCrashed, run_sweep
 from meshsim.sweep.engines import LocalPool, Runs, Wanted
@@ -218,6 +221,25 @@ def test_a_crash_waits_for_the_runs_before_it() -> None:
     with pytest.raises(SweepCrashed):
         run_sweep(ScenarioSource("a.toml", ""), "a", (0, 1, 2, 3), (Combination(),), engine)
     assert engine.handed == 4  # run 3 is dropped, but 0 and 1 (after it) were waited for
+
+
+def test_checking_keeps_only_the_first_combinations_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Parsed:
+        pass
+
+    alive: list[weakref.ref[Parsed]] = []
+
+    def parse(text: str, path: Path, assignments: tuple[Assignment, ...]) -> Parsed:
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) <= 1  # the first, not every one so far
+        parsed = Parsed()
+        alive.append(weakref.ref(parsed))
+        return parsed
+
+    monkeypatch.setattr(driver, "parse_scenario", parse)
+    expanded = combinations([parse_set(f"retry.max_attempts={','.join(map(str, range(1, 21)))}")])
+    first = driver.check(ScenarioSource("a.toml", ""), expanded, (1,))
+    assert first is alive[0]() and len(alive) == 20
 
 
 def test_sweep_prints_the_failing_seeds_their_commands_and_the_spread(
