@@ -239,8 +239,16 @@ class AdminApp:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": stream.hello(self.sampler), "more_body": True})
             sent = self.sampler.latest
+            said = False
             while not await _disconnected(receive, self.sampler.interval):
-                latest = self._sample()
+                try:
+                    latest = self._sample()
+                except Exception:
+                    # The stream goes on with what it had: the page keeps its last figures.
+                    if not said:
+                        logger.warning("the dashboard cannot read this process's figures", exc_info=True)
+                        said = True
+                    continue
                 if latest is not sent:
                     await send({"type": "http.response.body", "body": stream.sample(latest), "more_body": True})
                     sent = latest
