@@ -107,6 +107,15 @@ def test_a_table_the_file_lacks_is_made(write_scenario: Callable[[str], Path]) -
             "service.replicas: service is an array of tables: name one, as in service[0] (--set service.replicas=3)",
         ),
         (
+            "servce[0].replicas=3",
+            "servce[0].replicas: unknown key (did you mean 'service'?) (--set servce[0].replicas=3)",
+        ),
+        (
+            "service[0].replicas[1]=3",
+            "service[0].replicas[1]: service[0].replicas is not an array, so it has no [1] "
+            "(--set service[0].replicas[1]=3)",
+        ),
+        (
             "service[4].replicas=3",
             "service[4].replicas: the file has 1 service entries, so no service[4] (--set service[4].replicas=3)",
         ),

@@ -12,6 +12,7 @@ key, `meshsim sweep` a comma-separated list of them.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 import shlex
 import tomllib
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from meshsim.core.config import shown
 from meshsim.core.scenario import ScenarioError
 
 MAX_VALUES = 100  # values of one --set: a sweep of more is a different experiment
@@ -135,6 +137,8 @@ def _assign(data: dict[str, Any], assignment: Assignment, path: Path) -> None:
                 _fail(path, assignment, f"{walked} is an array of tables: name one, as in {walked}[0]")
         else:
             items = table.get(name)
+            if items is None:
+                _fail(path, assignment, _unknown(walked, name, table))
             if not isinstance(items, list):
                 _fail(path, assignment, f"{walked} is not an array, so it has no [{index}]")
             position = int(index)
@@ -148,6 +152,14 @@ def _assign(data: dict[str, Any], assignment: Assignment, path: Path) -> None:
         if not isinstance(value, dict):
             _fail(path, assignment, f"{walked} is not a table, so it has no keys to set")
         table = value
+
+
+def _unknown(walked: str, name: str, table: dict[str, Any]) -> str:
+    """An indexed name the file lacks: a typo for one of its arrays, as the loader says of other keys."""
+    hint = difflib.get_close_matches(name, sorted(k for k, v in table.items() if isinstance(v, list)), n=1)
+    suggestion = f" (did you mean {shown(hint[0])}?)" if hint else ""
+    where = "" if walked == name else f"{walked}: "
+    return f"{where}unknown key{suggestion}"
 
 
 def _fail(path: Path, assignment: Assignment, message: str) -> NoReturn:
