@@ -6,8 +6,10 @@ through GrpcClient over real replicas, one of them slow, and checks that theory 
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from meshsim.core.replay import (
     figures,
     recorded_figures,
 )
-from meshsim.core.scenario import Scenario
+from meshsim.core.scenario import Scenario, ScenarioError
 from meshsim.core.scenario_loader import load_scenario, parse_scenario
 from meshsim.core.status import StatusCode
 from meshsim.live import bridge
@@ -58,6 +60,7 @@ name = "web"
 rates = [300, 300, 300, 300, 300, 150, 150, 150, 150, 150, 300, 300, 300, 300, 300, 300, 300, 300, 300, 300]
 """
 
+REPLAY_COMMAND = importlib.import_module("meshsim.cli.replay")  # the module, not the command it names
 LOAD_AWARE = ("least_connections", "p2c", "peak_ewma")
 
 
@@ -267,22 +270,78 @@ def test_emit_and_json_to_stdout(one_slow: Path) -> None:
     [
         pytest.param(
             ["--policy", "round_robin,fastest"],
-            "Invalid value for --policy: expected names from round_robin, random, weighted_round_robin, "
+            "error: --policy: expected names from round_robin, random, weighted_round_robin, "
             "least_connections, p2c, consistent_hash, peak_ewma, got 'round_robin,fastest'",
             id="policy",
         ),
-        pytest.param(["--policy", ","], "Invalid value for --policy: expected names from", id="no-policy"),
-        pytest.param(
-            ["--step", "soon"], "Invalid value for --step: expected a duration like \"1s\", got 'soon'", id="step"
-        ),
-        pytest.param(["--step", "0s"], "Invalid value for --step: must be at least 1ms, got '0s'", id="step-zero"),
+        pytest.param(["--policy", ","], "error: --policy: expected names from", id="no-policy"),
+        pytest.param(["--step", "soon"], "error: --step: expected a duration like \"1s\", got 'soon'", id="step"),
+        pytest.param(["--step", "0s"], "error: --step: must be at least 1ms, got '0s'", id="step-zero"),
+        pytest.param(["--step", "0.5ms"], "error: --step: must be at least 1ms, got '0.5ms'", id="step-small"),
         pytest.param(["--emit", "-", "--json", "-"], "--emit - and --json - would both write to stdout", id="stdout"),
+        pytest.param(
+            ["--seed", "99999999999999999999"],
+            "error: Invalid value for '--seed': 99999999999999999999 is not in the range 0<=x<=9223372036854775807",
+            id="seed-too-large",
+        ),
+        pytest.param(["--seed", "-1"], "error: Invalid value for '--seed'", id="seed-negative"),
+        pytest.param(["--jobs", "0"], "error: Invalid value for '--jobs'", id="jobs"),
+        pytest.param(["--nope"], "error: No such option '--nope'", id="unknown-flag"),
+        pytest.param(
+            ["--json", "/nonexistent/x.json"],
+            "error: --json /nonexistent/x.json: there is no directory /nonexistent",
+            id="json-nowhere",
+        ),
+        pytest.param(
+            ["--json", "."], "error: Invalid value for '--json': File '.' is a directory", id="json-directory"
+        ),
     ],
 )
-def test_bad_options_are_one_line_and_exit_2(one_slow: Path, args: list[str], message: str) -> None:
-    code, _, err = invoke("replay", str(one_slow), *args)
+def test_bad_options_are_one_line_and_exit_2(
+    one_slow: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bad option is found before any policy is simulated.
+    monkeypatch.setattr(REPLAY_COMMAND, "_simulate", _never)
+    code, _, err = invoke("replay", str(one_slow), "--jobs", "1", *args)
     assert code == 2
-    assert message in err
+    assert message in err and err.count("\n") == 1, err
+
+
+def _never(scenario: Scenario, listener: Callable[[RequestFinished], None]) -> None:
+    raise AssertionError("simulated despite a bad option")
+
+
+def test_the_largest_seed_is_the_scenario_files() -> None:
+    from meshsim.cli.replay import MAX_SEED
+    from meshsim.core.sweep import MAX_SEED as SCENARIO_MAX_SEED
+
+    assert MAX_SEED == SCENARIO_MAX_SEED
+    parse_scenario(ONE_SLOW.replace("seed = 5", f"seed = {MAX_SEED}"), Path("largest.toml"))
+    with pytest.raises(ScenarioError):
+        parse_scenario(ONE_SLOW.replace("seed = 5", f"seed = {MAX_SEED + 1}"), Path("larger.toml"))
+
+
+def _interrupted(*args: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _worker_dies(*args: object) -> None:
+    os._exit(1)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_is_one_line_and_exit_130(one_slow: Path, jobs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(REPLAY_COMMAND, "_simulate", _interrupted)
+    monkeypatch.setattr(REPLAY_COMMAND, "_one_policy", _interrupted)  # in a worker: raised again here
+    code, _, err = invoke("replay", str(one_slow), "--jobs", jobs)
+    assert (code, err) == (130, "error: interrupted\n")
+
+
+def test_a_worker_that_dies_is_one_line_and_exit_3(one_slow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(REPLAY_COMMAND, "_one_policy", _worker_dies)
+    code, _, err = invoke("replay", str(one_slow), "--jobs", "2")
+    assert code == 3 and err.count("\n") == 1, err
+    assert err.startswith("error: a worker process died while simulating the policies (killed, or out of memory?)")
 
 
 def test_bad_recordings_are_one_line_and_exit_2(tmp_path: Path) -> None:

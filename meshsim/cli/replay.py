@@ -7,9 +7,10 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from meshsim.cli.app import Application
+from meshsim.cli.sweep import _OneLineFlags
 
 if TYPE_CHECKING:
     from meshsim.core.call_log import CallLog
@@ -29,9 +31,12 @@ if TYPE_CHECKING:
 # Replicas per table of shares: a run's label and eight columns of "100.0%" fit in 80 columns.
 SHARE_COLUMNS = 7
 NAMED_REPLICAS = 12  # which recorded endpoint each replica is, listed up to this many
+# The largest seed, as the scenario loader's `seed` key and core.sweep.MAX_SEED (not imported: the
+# command's flags are read before it runs, and that module loads much of the simulator's core).
+MAX_SEED = 2**63 - 1
 
 
-@click.command()
+@click.command(cls=_OneLineFlags)
 @click.argument("recording", metavar="RECORDING", type=click.Path(dir_okay=False))
 @click.option(
     "--policy",
@@ -41,7 +46,7 @@ NAMED_REPLICAS = 12  # which recorded endpoint each replica is, listed up to thi
     metavar="NAME,...",
     help="The balancing policies to compare, comma-separated.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="The seed of every run.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=1, show_default=True, help="The seed of every run.")
 @click.option("--step", metavar="DURATION", help="The arrival schedule's step (default 1s).")
 @click.option(
     "--emit",
@@ -86,19 +91,20 @@ def replay(
     policies = list(dict.fromkeys(name.strip() for name in policy_list.split(",") if name.strip()))
     unknown = [name for name in policies if name not in POLICIES]
     if unknown or not policies:
-        raise click.BadParameter(
-            f"expected names from {', '.join(POLICIES)}, got {policy_list!r}", param_hint="--policy"
-        )
+        app.abort(f"--policy: expected names from {', '.join(POLICIES)}, got {policy_list!r}")
     step_seconds = None
     if step is not None:
         try:
             step_seconds = parse_duration(step)
         except ValueError:
-            raise click.BadParameter(f'expected a duration like "1s", got {step!r}', param_hint="--step") from None
+            app.abort(f'--step: expected a duration like "1s", got {step!r}')
         if step_seconds < 0.001:
-            raise click.BadParameter(f"must be at least 1ms, got {step!r}", param_hint="--step")
+            app.abort(f"--step: must be at least 1ms, got {step!r}")
     if emit_path == "-" and json_path == "-":
-        raise click.UsageError("--emit - and --json - would both write to stdout: give one a file name")
+        app.abort("--emit - and --json - would both write to stdout: give one a file name")
+    if json_path not in (None, "-") and not Path(json_path).parent.is_dir():
+        # Before the runs, so that they are not spent on a comparison with nowhere to go.
+        app.abort(f"--json {json_path}: there is no directory {Path(json_path).parent}")
 
     began = time.perf_counter()
     log = read_call_log(recording)
@@ -121,15 +127,16 @@ def replay(
     show = app.errors if "-" in (emit_path, json_path) else app.console
     jobs = min(jobs or os.cpu_count() or 1, len(policies))
     spinner = show.status(f"simulating {len(policies)} policies", spinner="dots") if show.is_terminal else _Quiet()
-    with spinner:
-        if jobs == 1:
-            rows = compare_policies(scenario, replicas, policies, _simulate)
-        else:
-            # Each run is deterministic on its own, so running them side by side changes nothing but
-            # the wait. Spawned, not forked: the spinner's thread must not be copied mid-write.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-                rows = list(pool.map(_one_policy, itertools.repeat(scenario), itertools.repeat(replicas), policies))
+    try:
+        with spinner:
+            if jobs == 1:
+                rows = compare_policies(scenario, replicas, policies, _simulate)
+            else:
+                rows = _side_by_side(scenario, replicas, policies, jobs)
+    except KeyboardInterrupt:
+        app.abort("interrupted", 130)
+    except BrokenExecutor as error:
+        app.abort(f"a worker process died while simulating the policies (killed, or out of memory?): {error}", 3)
     recorded = recorded_figures(log, derivation)
     best = best_p99(rows)
     took = time.perf_counter() - began
@@ -156,6 +163,42 @@ def _simulate(scenario: Scenario, listener: Callable[[RequestFinished], None]) -
     observer = Observer()
     observer.subscribe(RequestFinished, listener)
     run_scenario(scenario, observer=observer)
+
+
+def _side_by_side(scenario: Scenario, replicas: list[str], policies: list[str], jobs: int) -> list[Figures]:
+    """Each policy's run in a worker process of its own. Each run is deterministic on its own, so
+    running them side by side changes nothing but the wait. Spawned, not forked: the spinner's
+    thread must not be copied mid-write."""
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+    finished = False
+    try:
+        rows = list(pool.map(_one_policy, itertools.repeat(scenario), itertools.repeat(replicas), policies))
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _stop_now(pool)
+    return rows
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Drop the runs queued and running (Ctrl-C, a dead worker): a run is pure computation, so its
+    worker is terminated rather than waited for. The executor has no public way to terminate its
+    processes (shutdown(cancel_futures=True) still waits for the runs handed to a worker), hence
+    its private `_processes`."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(5)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C is the parent's to handle (it stops the pool); without this every worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _one_policy(scenario: Scenario, replicas: list[str], policy: str) -> Figures:
