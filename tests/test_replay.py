@@ -329,6 +329,12 @@ def _worker_dies(*args: object) -> None:
     os._exit(1)
 
 
+def test_ctrl_c_while_reading_is_one_line_and_exit_130(one_slow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("meshsim.core.call_log.read_call_log", _interrupted)
+    code, _, err = invoke("replay", str(one_slow))
+    assert (code, err) == (130, "error: interrupted\n")
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_is_one_line_and_exit_130(one_slow: Path, jobs: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(REPLAY_COMMAND, "_simulate", _interrupted)

@@ -36,7 +36,19 @@ NAMED_REPLICAS = 12  # which recorded endpoint each replica is, listed up to thi
 MAX_SEED = 2**63 - 1
 
 
-@click.command(cls=_OneLineFlags)
+class _ReplayCommand(_OneLineFlags):
+    """Flags as sweep's (one line each); Ctrl-C, whenever it comes (reading a large recording,
+    simulating, writing), is one line and exit 130, as in every command that runs for long."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            app = ctx.find_object(Application) or Application()
+            app.abort("interrupted", 130)
+
+
+@click.command(cls=_ReplayCommand)
 @click.argument("recording", metavar="RECORDING", type=click.Path(dir_okay=False))
 @click.option(
     "--policy",
@@ -133,8 +145,6 @@ def replay(
                 rows = compare_policies(scenario, replicas, policies, _simulate)
             else:
                 rows = _side_by_side(scenario, replicas, policies, jobs)
-    except KeyboardInterrupt:
-        app.abort("interrupted", 130)
     except BrokenExecutor as error:
         app.abort(f"a worker process died while simulating the policies (killed, or out of memory?): {error}", 3)
     recorded = recorded_figures(log, derivation)
