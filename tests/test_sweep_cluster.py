@@ -13,11 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from distributed import KilledWorker
+from distributed.comm.core import CommClosedError
 
 from meshsim.core.errors import StartupError
-from meshsim.sweep.engines import DaskCluster
+from meshsim.sweep import engines
+from meshsim.sweep.engines import DaskCluster, EngineFailed
 from meshsim.sweep.job import ScenarioSource
 from tests.test_sweep import COIN, invoke
 
@@ -175,3 +179,40 @@ def test_ctrl_c_stops_the_running_runs_at_once(tmp_path: Path) -> None:
     assert (code, err.strip()) == (130, "error: interrupted")
     assert time.monotonic() - interrupted_at[0] < 5  # not the runs' hours
     assert multiprocessing.active_children() == []
+
+
+class LostClient:
+    """What DaskCluster.outcomes asks of a client before its runs go wrong."""
+
+    def nthreads(self) -> dict[str, int]:
+        return {"tcp://10.0.0.1:1": 1}
+
+    def scatter(self, data: list[object], broadcast: bool, hash: bool) -> list[object]:
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        (KilledWorker("run", SimpleNamespace(address="tcp://10.0.0.1:1"), 3), 3, "a run kept killing the Dask workers"),  # type: ignore[arg-type]
+        (CommClosedError("in <TCP (closed)>: Stream is closed"), 2, "lost the Dask scheduler during the sweep"),
+        (TimeoutError("timed out"), 2, "lost the Dask scheduler during the sweep: TimeoutError"),
+    ],
+)
+def test_a_cluster_failing_mid_sweep_is_one_line_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, code: int, message: str
+) -> None:
+    def failing(*arguments: object, **options: object) -> Iterator[object]:
+        raise error
+        yield  # a generator, as _windowed is
+
+    monkeypatch.setattr(engines, "_windowed", failing)
+    cluster = DaskCluster("tcp://127.0.0.1:8786")
+    monkeypatch.setattr(cluster, "_connect", LostClient)
+    with pytest.raises(EngineFailed) as failed:
+        list(cluster.outcomes(ScenarioSource("a.toml", ""), [], lambda index: True))
+    assert failed.value.code == code
+    assert str(failed.value).startswith(f"--cluster tcp://127.0.0.1:8786: {message}")
