@@ -325,6 +325,10 @@ def _interrupted(*args: object) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupted_in_a_nursery(*args: object) -> None:
+    raise BaseExceptionGroup("from trio", [KeyboardInterrupt()])
+
+
 def _worker_dies(*args: object) -> None:
     os._exit(1)
 
@@ -332,6 +336,12 @@ def _worker_dies(*args: object) -> None:
 def test_ctrl_c_while_reading_is_one_line_and_exit_130(one_slow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("meshsim.core.call_log.read_call_log", _interrupted)
     code, _, err = invoke("replay", str(one_slow))
+    assert (code, err) == (130, "error: interrupted\n")
+
+
+def test_ctrl_c_in_a_simulation_is_one_line_and_exit_130(one_slow: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(REPLAY_COMMAND, "_simulate", _interrupted_in_a_nursery)
+    code, _, err = invoke("replay", str(one_slow), "--jobs", "1")
     assert (code, err) == (130, "error: interrupted\n")
 
 

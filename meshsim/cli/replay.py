@@ -43,9 +43,18 @@ class _ReplayCommand(_OneLineFlags):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            app = ctx.find_object(Application) or Application()
-            app.abort("interrupted", 130)
+        except BaseException as error:
+            if not _is_interrupt(error):
+                raise
+        app = ctx.find_object(Application) or Application()
+        app.abort("interrupted", 130)
+
+
+def _is_interrupt(error: BaseException) -> bool:
+    """Ctrl-C: KeyboardInterrupt, or inside a simulation, a group of them out of trio's nursery."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(KeyboardInterrupt)[1] is None
+    return isinstance(error, KeyboardInterrupt)
 
 
 @click.command(cls=_ReplayCommand)
