@@ -55,3 +55,14 @@ def admin_address(value: str, flag: str) -> str:
     except ValueError:
         raise click.BadParameter(f'expected "host:port" or ":port", got {value!r}', param_hint=flag) from None
     return f"{host}:{port}"
+
+
+class OneLineFlags(click.Command):
+    """A bad flag is one line naming it and exit 2, as every other bad input is, not click's usage."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            app = ctx.find_object(Application) or Application()
+            app.abort(error.format_message())

@@ -5,12 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from meshsim.cli.app import Application
-from meshsim.cli.sweep import _OneLineFlags
+from meshsim.cli.app import Application, OneLineFlags
 
 if TYPE_CHECKING:
     from meshsim.core.call_log import CallLog
@@ -36,7 +33,7 @@ NAMED_REPLICAS = 12  # which recorded endpoint each replica is, listed up to thi
 MAX_SEED = 2**63 - 1
 
 
-class _ReplayCommand(_OneLineFlags):
+class _ReplayCommand(OneLineFlags):
     """Flags as sweep's (one line each); Ctrl-C, whenever it comes (reading a large recording,
     simulating, writing), is one line and exit 130, as in every command that runs for long."""
 
@@ -186,38 +183,11 @@ def _simulate(scenario: Scenario, listener: Callable[[RequestFinished], None]) -
 
 def _side_by_side(scenario: Scenario, replicas: list[str], policies: list[str], jobs: int) -> list[Figures]:
     """Each policy's run in a worker process of its own. Each run is deterministic on its own, so
-    running them side by side changes nothing but the wait. Spawned, not forked: the spinner's
-    thread must not be copied mid-write."""
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
-    finished = False
-    try:
-        rows = list(pool.map(_one_policy, itertools.repeat(scenario), itertools.repeat(replicas), policies))
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:
-            _stop_now(pool)
-    return rows
+    running them side by side changes nothing but the wait."""
+    from meshsim.sweep.pool import simulation_pool
 
-
-def _stop_now(pool: ProcessPoolExecutor) -> None:
-    """Drop the runs queued and running (Ctrl-C, a dead worker): a run is pure computation, so its
-    worker is terminated rather than waited for. The executor has no public way to terminate its
-    processes (shutdown(cancel_futures=True) still waits for the runs handed to a worker), hence
-    its private `_processes`."""
-    processes = list((pool._processes or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(5)
-
-
-def _ignore_interrupts() -> None:
-    # Ctrl-C is the parent's to handle (it stops the pool); without this every worker prints a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with simulation_pool(jobs) as pool:
+        return list(pool.map(_one_policy, itertools.repeat(scenario), itertools.repeat(replicas), policies))
 
 
 def _one_policy(scenario: Scenario, replicas: list[str], policy: str) -> Figures:

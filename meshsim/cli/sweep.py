@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meshsim.cli.app import Application
+from meshsim.cli.app import Application, OneLineFlags
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,18 +20,7 @@ if TYPE_CHECKING:
     from meshsim.sweep.job import ScenarioSource
 
 
-class _OneLineFlags(click.Command):
-    """A bad flag is one line naming it and exit 2, as every other bad input is, not click's usage."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            app = ctx.find_object(Application) or Application()
-            app.abort(error.format_message())
-
-
-@click.command(cls=_OneLineFlags)
+@click.command(cls=OneLineFlags)
 @click.argument("scenario_path", metavar="SCENARIO", type=click.Path(dir_okay=False))
 @click.option(
     "--seeds", default="1-100", show_default=True, help="The seeds to run: 1-1000, or 1,5,9, or both (1-10,20)."

@@ -8,18 +8,17 @@ stop submitting at the first failure instead of cancelling a mountain of work.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
-import signal
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from meshsim import __version__
 from meshsim.core.errors import StartupError
 from meshsim.core.sweep import RunFigures
 from meshsim.sweep.job import Job, ScenarioSource, meshsim_version, run_job
+from meshsim.sweep.pool import simulation_pool
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -75,47 +74,19 @@ class LocalPool:
                 if wanted(job.index):
                     yield run_job(source, job)
             return
-        # Spawned, not forked: the progress bar's thread must not be copied mid-write.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=context, initializer=_ignore_interrupts)
-        finished = False
         try:
-            yield from _windowed(
-                jobs,
-                wanted,
-                self.workers * _WINDOW_PER_WORKER,
-                lambda job: pool.submit(run_job, source, job),
-                lambda running: wait(running, return_when=FIRST_COMPLETED).done,
-            )
-            finished = True
+            with simulation_pool(min(self.workers, len(jobs))) as pool:
+                yield from _windowed(
+                    jobs,
+                    wanted,
+                    self.workers * _WINDOW_PER_WORKER,
+                    lambda job: pool.submit(run_job, source, job),
+                    lambda running: wait(running, return_when=FIRST_COMPLETED).done,
+                )
         except BrokenExecutor as error:
             raise EngineFailed(
                 f"a worker process died during the sweep (killed, or out of memory?): {error}", 3
             ) from None
-        finally:
-            if finished:
-                pool.shutdown(wait=True)
-            else:
-                _stop_now(pool)
-
-
-def _stop_now(pool: ProcessPoolExecutor) -> None:
-    """Drop the runs queued and running (an early stop, Ctrl-C, a dead worker): a run is pure
-    computation, so its worker is terminated rather than waited for. The executor has no public way
-    to terminate its processes (shutdown(cancel_futures=True) still waits for the running runs and
-    for those already handed to a worker), hence its private `_processes`."""
-    processes = list((pool._processes or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(5)
-
-
-def _ignore_interrupts() -> None:
-    # Ctrl-C is the parent's to handle (it stops the pool); without this every worker prints a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _windowed(
