@@ -13,7 +13,8 @@ the attempt UNAVAILABLE), as does any call on a channel with a policy.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from meshsim.core.calls import CallSpec
 from meshsim.core.endpoint import Endpoint
@@ -22,9 +23,39 @@ from meshsim.core.status import StatusCode
 from meshsim.runtime.transport import AttemptHandle, EndpointGone
 
 if TYPE_CHECKING:
-    from meshsim.runtime.channel import Ended, MeshChannel
+    from meshsim.runtime.balancer import Balancer
+    from meshsim.runtime.observer import Observer
+    from meshsim.runtime.timers import Timers
+    from meshsim.runtime.transport import Transport
 
 _log = logging.getLogger(__name__)
+
+# on_ended(started, finished), as the channel's callers give it.
+Ended = Callable[[float, float], None]
+
+
+class Channel(Protocol):
+    """What a lean call uses of its channel (runtime/channel.py's MeshChannel)."""
+
+    client: str
+    service: str
+    balancer: Balancer
+    transport: Transport
+    observer: Observer
+    timers: Timers
+
+    def attempt_ended(
+        self,
+        endpoint: Endpoint | None,
+        kind: AttemptKind,
+        status: StatusCode,
+        started: float,
+        now: float,
+        permit: int = ...,
+        blame: bool = ...,
+    ) -> None: ...
+
+    def lean_ended(self, lean: LeanCall) -> None: ...
 
 
 class LeanCall:
@@ -33,7 +64,7 @@ class LeanCall:
     __slots__ = ("call", "channel", "done", "endpoint", "handle", "in_flight", "on_ended", "started")
 
     def __init__(
-        self, channel: MeshChannel, call: CallSpec, endpoint: Endpoint, started: float, on_ended: Ended | None
+        self, channel: Channel, call: CallSpec, endpoint: Endpoint, started: float, on_ended: Ended | None
     ) -> None:
         self.channel = channel
         self.call = call
