@@ -23,9 +23,10 @@ Health checks, discovery and the balancers' mailboxes are Trio actors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -138,6 +139,8 @@ class Proxy:
         `access_log`: the share of calls logged one line each (0: none)."""
         if not config.clusters or not all(c.endpoints or c.discovery for c in config.clusters):
             raise ProxyConfigError("the proxy needs replica endpoints or a way to discover them")
+        if config.metrics_listen is not None:
+            check_listen(config.metrics_listen, admin_token, "the admin endpoint")
         self.config = config
         self.observer = observer or Observer()
         self.address = ""
@@ -266,7 +269,6 @@ class Proxy:
         for upstream in self._upstreams:
             upstream.transport.faults = self.faults
         if config.metrics_listen is not None:
-            check_listen(config.metrics_listen, self._admin_token, "the admin endpoint")
             self.metrics = MeshMetrics(self.observer)
             self.metrics.watch(self._upstreams)
             self.board, chaos = fault_board(
@@ -340,17 +342,9 @@ class Proxy:
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         """One call, on asyncio's side: hand it to the call path, then relay the attempt that answered."""
-        trace = self._trace(method, context)
-        ended: StatusCode = StatusCode.CANCELLED  # unless it ends otherwise below
-        try:
+        with self._call_span(method, context) as trace:
             async for message in self._forward(method, requests, context, trace):
                 yield message
-            ended = StatusCode.OK
-        except Exception:
-            ended = StatusCode.UNKNOWN  # what grpc answers for a handler that raised
-            raise
-        finally:
-            _end_trace(trace, context, ended)
 
     async def _forward(
         self,
@@ -420,17 +414,8 @@ class Proxy:
 
     async def forward_unary(self, method: str, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         """A method reflection says is unary: one request, one attempt's answer relayed (no replay buffer)."""
-        trace = self._trace(method, context)
-        ended: StatusCode = StatusCode.CANCELLED  # unless it ends otherwise below
-        try:
-            response = await self._forward_unary(method, request, context, trace)
-            ended = StatusCode.OK
-            return response
-        except Exception:
-            ended = StatusCode.UNKNOWN  # what grpc answers for a handler that raised
-            raise
-        finally:
-            _end_trace(trace, context, ended)
+        with self._call_span(method, context) as trace:
+            return await self._forward_unary(method, request, context, trace)
 
     async def _forward_unary(
         self, method: str, request: bytes, context: grpc.aio.ServicerContext, trace: CallTrace | None
@@ -470,10 +455,23 @@ class Proxy:
         await context.abort(to_grpc(event.status), _details(event, attempt))
         raise AssertionError("context.abort raises")  # for the type checker: abort never returns
 
-    def _trace(self, method: str, context: grpc.aio.ServicerContext) -> CallTrace | None:
+    @contextlib.contextmanager
+    def _call_span(self, method: str, context: grpc.aio.ServicerContext) -> Iterator[CallTrace | None]:
+        """A proxied call's span (None without tracing), ended as the handler ends: OK, UNKNOWN if it
+        raised (what grpc answers then), its caller gone; a status set on the context wins."""
         if self.tracing is None:
-            return None
-        return self.tracing.received(method, context.invocation_metadata() or (), str(context.peer()))
+            yield None
+            return
+        trace = self.tracing.received(method, context.invocation_metadata() or (), str(context.peer()))
+        ended = StatusCode.CANCELLED  # unless it ends otherwise below
+        try:
+            yield trace
+            ended = StatusCode.OK
+        except Exception:
+            ended = StatusCode.UNKNOWN
+            raise
+        finally:
+            _end_trace(trace, context, ended)
 
     async def _fault_filter(
         self,
@@ -602,12 +600,10 @@ class _CallKeys:
         return None
 
 
-def _end_trace(trace: CallTrace | None, context: grpc.aio.ServicerContext, ended: StatusCode) -> None:
+def _end_trace(trace: CallTrace, context: grpc.aio.ServicerContext, ended: StatusCode) -> None:
     """End a proxied call's span with the status its caller got: the one set on its context (an
     abort), else how the handler ended (OK; UNKNOWN if it raised; its caller gone, CANCELLED or
     its deadline)."""
-    if trace is None:
-        return
     code = context.code()
     if code is not None and code != grpc.StatusCode.OK:
         trace.end(from_grpc(code), context.details() or "")
